@@ -1,0 +1,1 @@
+"""The ways in: the HTTP service, the `kb` command line, and their assembly from settings."""

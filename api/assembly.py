@@ -1,0 +1,61 @@
+"""Build the components from settings: the one place that reads `Settings`."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from api.settings import Settings
+from index.embedding import SentenceTransformerEmbedder
+from index.search import DenseSearch
+from index.store import ChromaStore
+from ingest.chunking import ChunkingOptions
+from ingest.sync import Ingester
+
+
+def configure_runtime(settings: Settings) -> None:
+    """Process-wide switches of third-party libraries: no telemetry, no hub downloads."""
+    for key, value in {
+        "DO_NOT_TRACK": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "UNSTRUCTURED_DISABLE_NOTICE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "ANONYMIZED_TELEMETRY": "False",
+    }.items():
+        os.environ.setdefault(key, value)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("kb").setLevel(settings.log_level)
+
+
+def build_store(settings: Settings) -> ChromaStore:
+    return ChromaStore.open(
+        path=None if settings.chroma_host else settings.chroma_path,
+        host=settings.chroma_host,
+        port=settings.chroma_port,
+        chunks_name=settings.chunks_collection,
+        documents_name=settings.documents_collection,
+    )
+
+
+def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+    return SentenceTransformerEmbedder(
+        settings.embedding_model_path, batch_size=settings.embed_batch_size
+    )
+
+
+def build_ingester(
+    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
+) -> Ingester:
+    options = ChunkingOptions(
+        max_tokens=settings.chunk_max_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+        min_tokens=settings.chunk_min_tokens,
+    )
+    return Ingester(store, embedder, chunking=options)
+
+
+def build_search(store: ChromaStore, embedder: SentenceTransformerEmbedder) -> DenseSearch:
+    return DenseSearch(store, embedder)

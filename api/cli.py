@@ -1,0 +1,188 @@
+"""The `kb` command line: ingest, search, list documents, serve."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from api.assembly import (
+    build_embedder,
+    build_ingester,
+    build_search,
+    build_store,
+    configure_runtime,
+)
+from api.settings import Settings
+from index.errors import KBError
+from index.search import SearchFilters
+from ingest.sync import IngestReport
+
+app = typer.Typer(
+    help="CoE knowledge base: ingest documents, search them, serve the API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    settings = Settings()
+    configure_runtime(settings)
+    return settings
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="Folder of documents to sync into the store.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Sync a folder into the store: add new, update changed, remove deleted documents.
+    Exits 1 if any file failed (the others are ingested all the same)."""
+    settings = _settings()
+    store = build_store(settings)
+    ingester = build_ingester(settings, store, build_embedder(settings))
+    show_bar = not as_json and err.is_terminal
+    with Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=err,
+        transient=True,
+        disable=not show_bar,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def progress(done: int, total: int, rel: str) -> None:
+            bar.update(task, completed=done - 1, total=total, description=rel)
+
+        report = ingester.sync(path, progress=progress)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        _print_report(report)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _print_report(report: IngestReport) -> None:
+    out.print(
+        f"added {len(report.added)}, updated {len(report.updated)}, "
+        f"unchanged {len(report.unchanged)}, removed {len(report.removed)}, "
+        f"failed {len(report.failed)}"
+    )
+    for failure in report.failed:
+        err.print(f"[red]failed[/red] {failure.path}: {failure.reason}", highlight=False)
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 5,
+    department: Annotated[str | None, typer.Option(help="Only this department.")] = None,
+    doc_type: Annotated[str | None, typer.Option("--type", help="Only this document type.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
+) -> None:
+    """Ranked passages for a query."""
+    settings = _settings()
+    store = build_store(settings)
+    hits = build_search(store, build_embedder(settings)).search(
+        query, k, SearchFilters(department, doc_type), settings.today_date()
+    )
+    if as_json:
+        keys = ("doc_id", "title", "path", "page", "section", "score", "text")
+        _print_json([{key: getattr(h, key) for key in keys} | h.to_json() for h in hits])
+        return
+    if not hits:
+        out.print("no results")
+    for rank, hit in enumerate(hits, start=1):
+        where = f"{hit.path}" + (f" p.{hit.page}" if hit.page else "")
+        stale = " [yellow](past review date)[/yellow]" if hit.is_stale else ""
+        out.print(f"[bold]{rank}. {hit.title}[/bold]{stale}  {hit.score:.3f}  {where}")
+        if hit.section:
+            out.print(f"   {hit.section}", style="dim", highlight=False)
+        snippet = " ".join(hit.text.split())
+        out.print(f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}", highlight=False)
+
+
+@app.command()
+def docs(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the registry as JSON.")] = False,
+) -> None:
+    """List the documents in the store."""
+    settings = _settings()
+    today = settings.today_date()
+    records = sorted(build_store(settings).documents(), key=lambda r: r.doc_id)
+    if as_json:
+        _print_json(
+            [
+                {
+                    "doc_id": r.doc_id,
+                    "path": r.path,
+                    "chunks": r.chunk_count,
+                    "stale": r.meta.is_stale(today),
+                    "review_date": str(r.meta.review_date) if r.meta.review_date else None,
+                    "ingested_at": r.ingested_at.isoformat(),
+                    **r.meta.model_dump(mode="json", exclude={"id"}),
+                }
+                for r in records
+            ]
+        )
+        return
+    table = Table("id", "type", "department", "owner", "review by", "chunks", "path")
+    for r in records:
+        review = str(r.meta.review_date or "never")
+        if r.meta.is_stale(today):
+            review = f"[yellow]{review} (stale)[/yellow]"
+        table.add_row(
+            r.doc_id,
+            r.meta.doc_type,
+            r.meta.department,
+            r.meta.owner,
+            review,
+            str(r.chunk_count),
+            r.path,
+        )
+    out.print(table)
+    out.print(f"{len(records)} documents")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings()
+    uvicorn.run(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+def main() -> None:
+    try:
+        app()
+    except KBError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)

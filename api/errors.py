@@ -1,0 +1,54 @@
+"""The one place where the error tree of index/errors.py becomes HTTP responses
+(RFC 9457 problem details: status, title, detail). No stack trace reaches a client."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from index.errors import (
+    ConfigurationError,
+    InputError,
+    InvalidRequestError,
+    KBError,
+    NotFoundError,
+    StoreError,
+)
+
+log = logging.getLogger("kb.api")
+
+_STATUS: list[tuple[type[KBError], int, str]] = [
+    (NotFoundError, 404, "Not found"),
+    (InvalidRequestError, 422, "Invalid request"),
+    (InputError, 400, "Bad input"),
+    (StoreError, 503, "Store unavailable"),
+    (ConfigurationError, 500, "Server misconfigured"),
+    (KBError, 500, "Internal error"),
+]
+
+
+def problem(status: int, title: str, detail: str) -> JSONResponse:
+    return JSONResponse(
+        {"status": status, "title": title, "detail": detail},
+        status_code=status,
+        media_type="application/problem+json",
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def kb_error(request: Request, exc: Exception) -> JSONResponse:
+        for cls, status, title in _STATUS:
+            if isinstance(exc, cls):
+                if status >= 500:
+                    log.error("%s %s: %s", request.method, request.url.path, exc)
+                return problem(status, title, str(exc))
+        raise exc  # pragma: no cover - every KBError matches the last row
+
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "Internal error", "an unexpected error occurred; see the server log")
+
+    app.add_exception_handler(KBError, kb_error)
+    app.add_exception_handler(Exception, unexpected)

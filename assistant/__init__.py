@@ -1,0 +1,1 @@
+"""Answering: prompts, generators, citation checking, freshness, feedback and gaps."""

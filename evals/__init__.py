@@ -1,0 +1,1 @@
+"""Datasets, metrics and benchmarks that drive the product from the outside."""

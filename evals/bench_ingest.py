@@ -1,0 +1,592 @@
+"""Ingestion throughput, in one run on one machine state (`python -m evals.bench_ingest`).
+
+1. Our pipeline, cold: `Ingester.sync` per root into a fresh embedded store. Thin timing proxies
+   around the embedder and the store measure the embed-and-store stage without touching product
+   code, and the embedder proxy keeps every text it embeds.
+2. Bare encode: those same texts straight through `SentenceTransformer.encode`, the model-bound
+   limit. Target: our embed-and-store chunks/s >= 0.85 x bare chunks/s.
+3. Re-ingest unchanged: `sync` again with a new Ingester on the same store. Target: < 5% of cold.
+4. A plain LlamaIndex pipeline (docs/DESIGN.md "Benchmarks"): pypdf pages, SentenceSplitter(512,
+   20), HuggingFaceEmbedding on the same local model, ChromaVectorStore, VectorStoreIndex. Its
+   chunks are ~512 tokens and the model truncates them at 256, so chunk rates are not comparable
+   one-to-one: words/s and window tokens/s (word pieces the model actually reads) are reported for
+   both pipelines.
+
+The roots are copied into the data folder first (the benchmark folder is read-only), and a
+minimal sidecar is written for any non-Markdown document that has none.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import yaml
+
+from index.embedding import SentenceTransformerEmbedder, packaged_model_path
+from index.store import ChromaStore
+from ingest.metadata import sidecar_path, split_front_matter
+from ingest.parsing import TEXT_FORMATS
+from ingest.sources import discover
+from ingest.sync import Ingester, IngestReport
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_ROOTS = ("../shared/bench/contoso_hr/docs", "corpus")
+DEFAULT_OUT = REPO / "data" / "bench" / "ingest.json"
+BENCH_SIDECAR = {"doc_type": "policy", "department": "hr", "owner": "bench"}
+STORE_WRITES = ("put_document", "upsert_chunks", "delete_other_versions")
+TARGET_EMBED_VS_BARE = 0.85
+TARGET_REINGEST_VS_COLD = 0.05
+BARE_BATCH = 64
+# Read as plain text by SimpleDirectoryReader when llama-index-readers-file is absent.
+LLAMA_TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
+RUNTIME_ENV = {
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "ANONYMIZED_TELEMETRY": "False",
+}
+CountTokens = Callable[[Sequence[str]], list[int]]
+
+
+# -- timing -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Stopwatch:
+    """Accumulated seconds and call counts per name."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @contextmanager
+    def time(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - start
+            self.seconds[name] = self.seconds.get(name, 0.0) + elapsed
+            self.calls[name] = self.calls.get(name, 0) + 1
+
+    def total(self, names: Iterable[str]) -> float:
+        return sum(self.seconds.get(n, 0.0) for n in names)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            n: {"seconds": round(s, 3), "calls": self.calls[n]} for n, s in self.seconds.items()
+        }
+
+
+class TimedProxy:
+    """Delegates every attribute to `inner`; the methods named in `timed` are timed."""
+
+    def __init__(self, inner: Any, watch: Stopwatch, timed: Iterable[str]) -> None:
+        self._inner = inner
+        self._watch = watch
+        self._timed = frozenset(timed)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name not in self._timed:
+            return attr
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            with self._watch.time(name):
+                return attr(*args, **kwargs)
+
+        return timed
+
+
+class RecordingEmbedder(TimedProxy):
+    """An embedder proxy that times `embed` and `count_tokens` and keeps every text embedded."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder, watch: Stopwatch) -> None:
+        super().__init__(inner, watch, ("count_tokens",))
+        self.texts: list[str] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._watch.time("embed"):
+            vectors = self._inner.embed(texts)
+        self.texts.extend(texts)
+        return cast(np.ndarray, vectors)
+
+
+@contextmanager
+def clock() -> Iterator[Callable[[], float]]:
+    """`with clock() as elapsed:` ... `elapsed()` is the block's duration once it is done."""
+    start = time.perf_counter()
+    end: list[float] = []
+    yield lambda: (end[0] if end else time.perf_counter()) - start
+    end.append(time.perf_counter())
+
+
+def rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else float("nan")
+
+
+@dataclass(frozen=True)
+class TextStats:
+    """Size of a list of embedded texts: chunks, words, word pieces the model reads."""
+
+    chunks: int
+    words: int
+    window_tokens: int
+    truncated: int
+
+    @classmethod
+    def of(cls, texts: Sequence[str], count_tokens: CountTokens, window: int) -> TextStats:
+        tokens = count_tokens(texts) if texts else []
+        return cls(
+            chunks=len(texts),
+            words=sum(len(t.split()) for t in texts),
+            window_tokens=sum(min(n, window) for n in tokens),
+            truncated=sum(n > window for n in tokens),
+        )
+
+    def rates(self, seconds: float) -> dict[str, Any]:
+        return {
+            "seconds": round(seconds, 3),
+            "chunks_per_s": round(rate(self.chunks, seconds), 2),
+            "words_per_s": round(rate(self.words, seconds), 1),
+            "window_tokens_per_s": round(rate(self.window_tokens, seconds), 1),
+        }
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "chunks": self.chunks,
+            "words": self.words,
+            "window_tokens": self.window_tokens,
+            "truncated_by_model": self.truncated,
+        }
+
+
+# -- roots ------------------------------------------------------------------------------------
+
+
+def copy_tree(src: Path, dst: Path) -> int:
+    """Files only, with default permissions (the source may be read-only)."""
+    count = 0
+    for path in sorted(p for p in src.rglob("*") if p.is_file()):
+        target = dst / path.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+        count += 1
+    return count
+
+
+def needs_sidecar(path: Path, fmt: str) -> bool:
+    if fmt == "markdown" or sidecar_path(path).exists():
+        return False
+    if fmt in TEXT_FORMATS:  # plain text may carry front matter instead
+        front, _ = split_front_matter(path.read_text(encoding="utf-8", errors="replace"))
+        return front is None
+    return True
+
+
+def write_sidecars(root: Path) -> list[str]:
+    written = []
+    for source in discover(root)[0]:
+        if needs_sidecar(source.path, source.fmt):
+            sidecar_path(source.path).write_text(yaml.safe_dump(BENCH_SIDECAR), encoding="utf-8")
+            written.append(source.rel)
+    return written
+
+
+def prepare_roots(roots: Sequence[Path], workdir: Path) -> tuple[list[Path], list[dict[str, Any]]]:
+    copies: list[Path] = []
+    notes: list[dict[str, Any]] = []
+    for i, root in enumerate(roots):
+        if not root.is_dir():
+            print(f"note: skipping {root}: not a folder", file=sys.stderr)
+            notes.append({"root": str(root), "skipped": "not a folder"})
+            continue
+        copy = workdir / "roots" / f"{i}-{root.name}"
+        files = copy_tree(root, copy)
+        sidecars = write_sidecars(copy)
+        copies.append(copy)
+        notes.append(
+            {"root": str(root), "copy": str(copy), "files": files, "sidecars_written": sidecars}
+        )
+    return copies, notes
+
+
+# -- our pipeline -----------------------------------------------------------------------------
+
+
+def print_progress(done: int, total: int, rel: str) -> None:
+    print(f"  [{done}/{total}] {rel}", file=sys.stderr, flush=True)
+
+
+def sync_all(
+    store: Any, embedder: Any, roots: Sequence[Path], progress: bool
+) -> list[IngestReport]:
+    ingester = Ingester(cast(ChromaStore, store), embedder)
+    callback = print_progress if progress else None
+    return [ingester.sync(root, callback) for root in roots]
+
+
+def report_summary(reports: Sequence[IngestReport]) -> dict[str, Any]:
+    return {
+        "added": sum(len(r.added) for r in reports),
+        "updated": sum(len(r.updated) for r in reports),
+        "unchanged": sum(len(r.unchanged) for r in reports),
+        "removed": sum(len(r.removed) for r in reports),
+        "failed": [f.to_json() for r in reports for f in r.failed],
+    }
+
+
+def load_our_model(embedder: SentenceTransformerEmbedder) -> float:
+    """Load and warm the model (one embed call); seconds taken."""
+    with clock() as elapsed:
+        embedder.embed(["warm up the model"])
+    return elapsed()
+
+
+@dataclass
+class ColdRun:
+    result: dict[str, Any]
+    store: ChromaStore
+    texts: list[str]  # every text embedded, in order
+    stats: TextStats
+
+
+def run_ours_cold(
+    embedder: SentenceTransformerEmbedder, roots: Sequence[Path], store_dir: Path
+) -> ColdRun:
+    store = ChromaStore.open(
+        path=store_dir, chunks_name="bench_chunks", documents_name="bench_docs"
+    )
+    watch = Stopwatch()
+    recorder = RecordingEmbedder(embedder, watch)
+    with clock() as elapsed:
+        reports = sync_all(TimedProxy(store, watch, STORE_WRITES), recorder, roots, progress=True)
+    total = elapsed()
+    stage = watch.total(("embed", *STORE_WRITES))
+    stats = TextStats.of(recorder.texts, embedder.count_tokens, embedder.max_tokens - 2)
+    result = {
+        "documents": len(store.documents()),
+        "chunks_in_store": store.count_chunks(),
+        "embedded": stats.to_json(),
+        "overall": stats.rates(total),
+        "embed_and_store": stats.rates(stage),
+        "breakdown": watch.to_json(),
+        "outside_embed_and_store_seconds": round(total - stage, 3),
+        "report": report_summary(reports),
+    }
+    return ColdRun(result, store, recorder.texts, stats)
+
+
+def run_reingest(
+    embedder: SentenceTransformerEmbedder, store: ChromaStore, roots: Sequence[Path], cold: float
+) -> dict[str, Any]:
+    watch = Stopwatch()
+    with clock() as elapsed:
+        reports = sync_all(
+            TimedProxy(store, watch, STORE_WRITES),
+            TimedProxy(embedder, watch, ("embed", "count_tokens")),
+            roots,
+            progress=False,
+        )
+    seconds = elapsed()
+    ratio = seconds / cold
+    return {
+        "seconds": round(seconds, 3),
+        "ratio_to_cold": round(ratio, 4),
+        "target": f"< {TARGET_REINGEST_VS_COLD}",
+        "meets_target": ratio < TARGET_REINGEST_VS_COLD,
+        "breakdown": watch.to_json(),
+        "report": report_summary(reports),
+    }
+
+
+# -- bare encode ------------------------------------------------------------------------------
+
+
+def run_bare(model_path: Path, texts: Sequence[str], stats: TextStats) -> dict[str, Any]:
+    from sentence_transformers import SentenceTransformer
+
+    with clock() as load:
+        model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
+        model.encode(["warm up the model"], show_progress_bar=False)
+    with clock() as elapsed:
+        model.encode(
+            list(texts),
+            batch_size=BARE_BATCH,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+    return {"load_seconds": round(load(), 3), "batch_size": BARE_BATCH, **stats.rates(elapsed())}
+
+
+# -- plain LlamaIndex baseline ----------------------------------------------------------------
+
+
+def llama_files(roots: Sequence[Path]) -> tuple[list[Path], list[Path], list[str]]:
+    """(PDFs, files SimpleDirectoryReader reads offline, skipped files): the documents our
+    pipeline sees (same discovery, sidecars excluded)."""
+    has_file_readers = importlib.util.find_spec("llama_index.readers") is not None
+    pdfs: list[Path] = []
+    texts: list[Path] = []
+    skipped: list[str] = []
+    for root in roots:
+        for source in discover(root)[0]:
+            suffix = source.path.suffix.lower()
+            if suffix == ".pdf":
+                pdfs.append(source.path)
+            elif suffix in LLAMA_TEXT_SUFFIXES or has_file_readers:
+                texts.append(source.path)
+            else:
+                skipped.append(f"{root.name}/{source.rel}")
+    return pdfs, texts, skipped
+
+
+def read_pdf_pages(paths: Sequence[Path]) -> list[Any]:
+    from llama_index.core import Document
+    from pypdf import PdfReader
+
+    return [
+        Document(text=page.extract_text() or "", metadata={"file_name": p.name, "page": n})
+        for p in paths
+        for n, page in enumerate(PdfReader(p).pages, start=1)
+    ]
+
+
+def read_other(paths: Sequence[Path]) -> list[Any]:
+    from llama_index.core import SimpleDirectoryReader
+
+    if not paths:
+        return []
+    return list(SimpleDirectoryReader(input_files=[str(p) for p in paths]).load_data())
+
+
+def load_llama_model(model_path: Path) -> tuple[Any, float]:
+    from llama_index.core import Settings
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+
+    with clock() as elapsed:
+        model = HuggingFaceEmbedding(model_name=str(model_path), device="cpu")
+        model.get_text_embedding("warm up the model")
+    Settings.llm = None
+    Settings.embed_model = model
+    return model, elapsed()
+
+
+def llama_storage(chroma_dir: Path) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+    from llama_index.core import StorageContext
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    client = chromadb.PersistentClient(
+        path=str(chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    collection = client.create_collection("llamaindex_baseline", embedding_function=None)
+    return StorageContext.from_defaults(
+        vector_store=ChromaVectorStore(chroma_collection=collection)
+    )
+
+
+def run_llamaindex(
+    model_path: Path,
+    roots: Sequence[Path],
+    chroma_dir: Path,
+    count_tokens: CountTokens,
+    window: int,
+) -> dict[str, Any]:
+    from llama_index.core import VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.schema import MetadataMode
+
+    model, load_seconds = load_llama_model(model_path)
+    pdfs, others, skipped = llama_files(roots)
+    storage = llama_storage(chroma_dir)
+    watch = Stopwatch()
+    with clock() as elapsed:
+        with watch.time("read"):
+            documents = read_pdf_pages(pdfs) + read_other(others)
+        with watch.time("split"):
+            nodes = SentenceSplitter(chunk_size=512, chunk_overlap=20).get_nodes_from_documents(
+                documents
+            )
+        with watch.time("embed_and_store"):
+            VectorStoreIndex(nodes, storage_context=storage)
+    total = elapsed()
+    texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    stats = TextStats.of(texts, count_tokens, window)
+    return {
+        "model_load_seconds": round(load_seconds, 3),
+        "embed_batch_size": model.embed_batch_size,
+        "files": {"pdf": len(pdfs), "other": len(others), "skipped": skipped},
+        "documents": len(documents),
+        "nodes": len(nodes),
+        "embedded": stats.to_json(),
+        "overall": stats.rates(total),
+        "embed_and_store": stats.rates(watch.seconds["embed_and_store"]),
+        "breakdown": watch.to_json(),
+    }
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    ours, bare, llama = result["ours_cold"], result["bare_encode"], result["llamaindex"]
+    rows = [
+        ("ours cold, whole sync", str(ours["embedded"]["chunks"]), ours["overall"]),
+        ("ours embed+store", str(ours["embedded"]["chunks"]), ours["embed_and_store"]),
+        ("bare encode (same texts)", str(ours["embedded"]["chunks"]), bare),
+        ("ours re-ingest unchanged", "0", {"seconds": result["reingest"]["seconds"]}),
+    ]
+    if llama:
+        nodes = str(llama["nodes"])
+        rows.append(("llamaindex, whole", nodes, llama["overall"]))
+        rows.append(("llamaindex embed+store", nodes, llama["embed_and_store"]))
+    return rows
+
+
+def print_table(result: dict[str, Any]) -> None:
+    header = f"{'run':<26}{'chunks':>8}{'seconds':>10}{'chunks/s':>10}{'words/s':>10}{'tok/s':>10}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for name, chunks, r in table_rows(result):
+        cells = [r.get(k, "") for k in ("seconds", "chunks_per_s", "words_per_s")]
+        cells.append(r.get("window_tokens_per_s", ""))
+        print(f"{name:<26}{chunks:>8}" + "".join(f"{c!s:>10}" for c in cells))
+    print("(tok/s = word pieces the model reads, after truncation at its 256-piece window)")
+    for line in summary_lines(result):
+        print(line)
+
+
+def summary_lines(result: dict[str, Any]) -> list[str]:
+    ours, targets, llama = result["ours_cold"], result["targets"], result["llamaindex"]
+    lines = [
+        f"documents {ours['documents']}, chunks {ours['chunks_in_store']}; model load "
+        f"{result['model']['load_seconds']} s (excluded)",
+        f"embed+store / bare = {targets['embed_vs_bare']} (target >= {TARGET_EMBED_VS_BARE}: "
+        f"{'met' if targets['embed_vs_bare_met'] else 'NOT met'})",
+        f"re-ingest / cold = {result['reingest']['ratio_to_cold']} (target < "
+        f"{TARGET_REINGEST_VS_COLD}: {'met' if result['reingest']['meets_target'] else 'NOT met'})",
+    ]
+    if ours["report"]["failed"]:
+        lines.append(f"our pipeline failed on {len(ours['report']['failed'])} file(s): see JSON")
+    if llama:
+        truncated = llama["embedded"]["truncated_by_model"]
+        lines.append(
+            f"llamaindex: {truncated}/{llama['nodes']} nodes longer than the model window "
+            f"(truncated); skipped files: {', '.join(llama['files']['skipped']) or 'none'}"
+        )
+    return lines
+
+
+# -- main -------------------------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m evals.bench_ingest", description=__doc__)
+    parser.add_argument(
+        "--roots",
+        nargs="+",
+        default=list(DEFAULT_ROOTS),
+        help="folders to ingest; relative paths are resolved against the repository root",
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="an empty or new folder for copies and stores (default: a fresh temporary folder)",
+    )
+    parser.add_argument("--skip-llamaindex", action="store_true", help="skip the baseline")
+    return parser.parse_args(argv)
+
+
+def bench(roots: Sequence[Path], workdir: Path, with_llama: bool) -> dict[str, Any]:
+    copies, root_notes = prepare_roots(roots, workdir)
+    model_path = packaged_model_path()
+    embedder = SentenceTransformerEmbedder(model_path)
+    load_seconds = load_our_model(embedder)
+    window = embedder.max_tokens - 2
+    print("ours, cold ingest ...", file=sys.stderr)
+    cold = run_ours_cold(embedder, copies, workdir / "store")
+    ours = cold.result
+    print("bare encode ...", file=sys.stderr)
+    bare = run_bare(model_path, cold.texts, cold.stats)
+    print("re-ingest unchanged ...", file=sys.stderr)
+    reingest = run_reingest(embedder, cold.store, copies, ours["overall"]["seconds"])
+    llama: dict[str, Any] = {}
+    if with_llama:
+        print("plain llamaindex ...", file=sys.stderr)
+        llama = run_llamaindex(model_path, copies, workdir / "llama", embedder.count_tokens, window)
+    ratio = ours["embed_and_store"]["chunks_per_s"] / bare["chunks_per_s"]
+    return {
+        "roots": root_notes,
+        "model": {"path": str(model_path), "load_seconds": round(load_seconds, 3)},
+        "ours_cold": ours,
+        "bare_encode": bare,
+        "reingest": reingest,
+        "llamaindex": llama,
+        "targets": {
+            "embed_vs_bare": round(ratio, 3),
+            "embed_vs_bare_met": ratio >= TARGET_EMBED_VS_BARE,
+        },
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    for key, value in RUNTIME_ENV.items():
+        os.environ.setdefault(key, value)
+    args = parse_args(argv)
+    roots = [(REPO / r).resolve() for r in args.roots]
+    started = dt.datetime.now(dt.UTC)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with clock() as elapsed:
+        if args.data_dir is None:
+            with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
+                result = bench(roots, Path(tmp), not args.skip_llamaindex)
+        else:
+            if args.data_dir.exists() and any(args.data_dir.iterdir()):
+                sys.exit(f"--data-dir {args.data_dir} is not empty: give a new or empty folder")
+            result = bench(roots, args.data_dir.resolve(), not args.skip_llamaindex)
+    result = {
+        "started_at": started.isoformat(timespec="seconds"),
+        "run_seconds": round(elapsed(), 1),
+        "machine": {**machine(), "load_average_at_start": load_before},
+        **result,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print_table(result)
+    print(f"run took {result['run_seconds']} s; results in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

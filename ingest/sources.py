@@ -1,0 +1,74 @@
+"""Which files under a folder are documents, and their content fingerprints."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.metadata import SIDECAR_SUFFIX, sidecar_path
+from ingest.parsing import FORMATS, format_of
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    path: Path  # absolute
+    rel: str  # posix path relative to the ingested root: the document's stable location
+    fmt: str
+
+
+@dataclass(frozen=True)
+class Failure:
+    path: str
+    reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": self.path, "reason": self.reason}
+
+
+def _hidden(rel: Path) -> bool:
+    return any(part.startswith((".", "_")) for part in rel.parts)
+
+
+def discover(root: Path) -> tuple[list[SourceFile], list[Failure]]:
+    """Documents under `root` in a stable order, and files that cannot be documents.
+    Hidden files and folders (a leading '.' or '_') are skipped."""
+    files: list[SourceFile] = []
+    failures: list[Failure] = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = path.relative_to(root)
+        if _hidden(rel):
+            continue
+        if path.name.endswith(SIDECAR_SUFFIX):
+            document = path.with_name(path.name[: -len(SIDECAR_SUFFIX)])
+            if not document.exists():
+                failures.append(
+                    Failure(rel.as_posix(), f"sidecar without its document {document.name}")
+                )
+            continue
+        fmt = format_of(path)
+        if fmt is None:
+            supported = ", ".join(sorted(FORMATS))
+            failures.append(
+                Failure(
+                    rel.as_posix(),
+                    f"unsupported format '{path.suffix or '(none)'}': supported are {supported};"
+                    " convert the file or move it out of the folder",
+                )
+            )
+            continue
+        files.append(SourceFile(path, rel.as_posix(), fmt))
+    return files, failures
+
+
+def fingerprint(source: SourceFile, pipeline: str) -> str:
+    """sha256 over the pipeline identity, the file and its sidecar: any change to one of them
+    means the document must be re-ingested. Raises OSError if a file cannot be read."""
+    digest = hashlib.sha256(pipeline.encode())
+    digest.update(b"\0file\0")
+    digest.update(source.path.read_bytes())
+    sidecar = sidecar_path(source.path)
+    if sidecar.exists():
+        digest.update(b"\0sidecar\0")
+        digest.update(sidecar.read_bytes())
+    return digest.hexdigest()

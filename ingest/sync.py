@@ -1,0 +1,254 @@
+"""Make the store match a folder: incremental, convergent, and safe against bad input.
+
+For each document the store goes through a small protocol whose every prefix is a state the
+next run repairs:
+
+1. the registry record is written with the new content hash and `state="writing"`;
+2. the new chunks are upserted (their ids derive from the hash, so repeating this is harmless);
+3. chunks of any other content hash of the document are deleted;
+4. the record is written again with `state="ok"`.
+
+A record that is not "ok" is redone on the next run whatever its hash, and chunks are only ever
+written under a record, so a run killed anywhere converges, on the next run, to the store a
+clean ingest of the final tree would give: no duplicates, no orphans, no mixed versions.
+A document is removed chunks first, record last, for the same reason.
+
+A file that fails (unreadable, unparsable, bad metadata) is reported and leaves whatever the
+store held for it untouched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.embedding import Embedder
+from index.errors import ConfigurationError, DocumentError, InvalidRequestError
+from index.records import Chunk, DocumentMeta, DocumentRecord, chunk_id, chunk_to_chroma
+from index.store import ChromaStore
+from ingest.chunking import ChunkingOptions, chunk_blocks, embedding_text
+from ingest.metadata import read_metadata, split_front_matter
+from ingest.parsing import TEXT_FORMATS, decode_text, parse
+from ingest.sources import Failure, SourceFile, discover, fingerprint
+
+PIPELINE_VERSION = "kb-ingest/1"
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class IngestReport:
+    """What a sync did. `--json` and the HTTP API print `to_json()`."""
+
+    added: list[dict[str, Any]] = field(default_factory=list)
+    updated: list[dict[str, Any]] = field(default_factory=list)
+    unchanged: list[dict[str, Any]] = field(default_factory=list)
+    removed: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[Failure] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.updated or self.removed)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "added": self.added,
+            "updated": self.updated,
+            "unchanged": self.unchanged,
+            "removed": self.removed,
+            "failed": [f.to_json() for f in self.failed],
+        }
+
+
+@dataclass
+class _Prepared:
+    source: SourceFile
+    meta: DocumentMeta
+    content_hash: str
+    chunks: list[Chunk]
+
+
+class Ingester:
+    """Syncs folders into one store with one embedding model."""
+
+    def __init__(
+        self,
+        store: ChromaStore,
+        embedder: Embedder,
+        *,
+        chunking: ChunkingOptions | None = None,
+        embed_batch_chunks: int = 512,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._chunking = chunking or ChunkingOptions()
+        self._batch = embed_batch_chunks
+        self._clock = clock
+        c = self._chunking
+        self.pipeline = (
+            f"{PIPELINE_VERSION};{embedder.name};{c.max_tokens};{c.overlap_tokens};{c.min_tokens}"
+        )
+
+    def sync(self, root: Path, progress: Progress | None = None) -> IngestReport:
+        root = root.resolve()
+        if not root.is_dir():
+            raise InvalidRequestError("path", f"{root} is not a folder: pass the folder to ingest")
+        report = IngestReport()
+        files, report.failed = discover(root)
+        records = self._store.documents()
+        mine = {r.doc_id: r for r in records if r.root == str(root)}
+        by_path = {r.path: r for r in mine.values()}
+        elsewhere = {r.doc_id: r for r in records if r.root != str(root)}
+
+        live: dict[str, str] = {}  # doc id -> rel path of the file that holds it this run
+        pending: list[tuple[SourceFile, str]] = []
+        for source in files:
+            previous = by_path.get(source.rel)
+            try:
+                content_hash = fingerprint(source, self.pipeline)
+            except OSError as exc:
+                reason = f"cannot read: {exc.strerror or exc}"
+                self._keep_previous(previous, source, reason, live, report)
+                continue
+            if previous and previous.content_hash == content_hash and previous.state == "ok":
+                live[previous.doc_id] = source.rel
+                report.unchanged.append({"doc_id": previous.doc_id, "path": source.rel})
+            else:
+                pending.append((source, content_hash))
+
+        batch: list[_Prepared] = []
+        for done, (source, content_hash) in enumerate(pending, start=1):
+            if progress:
+                progress(done, len(pending), source.rel)
+            previous = by_path.get(source.rel)
+            try:
+                prepared = self._prepare(root, source, content_hash)
+                self._claim(prepared, live, elsewhere)
+            except DocumentError as exc:
+                reason = exc.reason
+                if Path(exc.path) != source.path:  # the sidecar was at fault
+                    reason = f"{Path(exc.path).name}: {reason}"
+                self._keep_previous(previous, source, reason, live, report)
+                continue
+            live[prepared.meta.id] = source.rel
+            batch.append(prepared)
+            if sum(len(p.chunks) for p in batch) >= self._batch:
+                self._write(root, batch, mine, report)
+                batch = []
+        self._write(root, batch, mine, report)
+
+        for doc_id, record in sorted(mine.items()):
+            if doc_id not in live:
+                self._store.delete_document(doc_id)
+                report.removed.append({"doc_id": doc_id, "path": record.path})
+        if report.changed:
+            self._store.bump_generation()
+        return report
+
+    def _check_window(self) -> None:
+        window = self._embedder.max_tokens - 2
+        if self._chunking.max_tokens > window:
+            raise ConfigurationError(
+                f"chunks of {self._chunking.max_tokens} word pieces do not fit the embedding "
+                f"model's window of {window}: lower KB_CHUNK_MAX_TOKENS"
+            )
+
+    @staticmethod
+    def _keep_previous(
+        previous: DocumentRecord | None,
+        source: SourceFile,
+        reason: str,
+        live: dict[str, str],
+        report: IngestReport,
+    ) -> None:
+        """A failed file keeps what the store held for it, if that was a complete version.
+        A version left half-written by an interrupted run is not kept (it would mix old and
+        new chunks): it is removed with the other documents that are not live."""
+        if previous and previous.state == "ok":
+            live.setdefault(previous.doc_id, source.rel)
+        elif previous:
+            reason += "; its half-written earlier version was removed"
+        report.failed.append(Failure(source.rel, reason))
+
+    def _prepare(self, root: Path, source: SourceFile, content_hash: str) -> _Prepared:
+        body: str | None = None
+        front: str | None = None
+        if source.fmt in TEXT_FORMATS:
+            front, body = split_front_matter(decode_text(source.path, source.path.read_bytes()))
+        blocks = parse(source.path, source.fmt, body)
+        heading = next((b.text for b in blocks if b.kind == "heading"), None)
+        meta = read_metadata(source.path, root, front, heading)
+        chunks = chunk_blocks(
+            blocks,
+            title=meta.title,
+            count_tokens=self._embedder.count_tokens,
+            options=self._chunking,
+        )
+        return _Prepared(source, meta, content_hash, chunks)
+
+    @staticmethod
+    def _claim(
+        prepared: _Prepared, live: dict[str, str], elsewhere: dict[str, DocumentRecord]
+    ) -> None:
+        doc_id = prepared.meta.id
+        holder = live.get(doc_id) or (
+            str(elsewhere[doc_id].source) if doc_id in elsewhere else None
+        )
+        if holder and holder != prepared.source.rel:
+            raise DocumentError(
+                prepared.source.path,
+                f"document id '{doc_id}' is already used by {holder}; "
+                "give this document its own `id` in its metadata",
+            )
+
+    def _write(
+        self,
+        root: Path,
+        batch: list[_Prepared],
+        existing: dict[str, DocumentRecord],
+        report: IngestReport,
+    ) -> None:
+        if not batch:
+            return
+        self._check_window()
+        texts = [embedding_text(p.meta.title, c.section, c.text) for p in batch for c in p.chunks]
+        vectors = self._embedder.embed(texts)
+        start = 0
+        for prepared in batch:
+            n = len(prepared.chunks)
+            self._write_document(root, prepared, vectors[start : start + n])
+            start += n
+            entry = {"doc_id": prepared.meta.id, "path": prepared.source.rel, "chunks": n}
+            (report.updated if prepared.meta.id in existing else report.added).append(entry)
+
+    def _write_document(self, root: Path, prepared: _Prepared, vectors: np.ndarray) -> None:
+        record = DocumentRecord(
+            meta=prepared.meta,
+            path=prepared.source.rel,
+            root=str(root),
+            format=prepared.source.fmt,
+            content_hash=prepared.content_hash,
+            chunk_count=len(prepared.chunks),
+            ingested_at=self._clock(),
+            state="writing",
+        )
+        mean = vectors.mean(axis=0)
+        mean = mean / (np.linalg.norm(mean) or 1.0)
+        self._store.put_document(record, mean)
+        self._store.upsert_chunks(
+            [chunk_id(record.doc_id, record.content_hash, i) for i in range(len(prepared.chunks))],
+            vectors,
+            [c.text for c in prepared.chunks],
+            [chunk_to_chroma(record, c, i) for i, c in enumerate(prepared.chunks)],
+        )
+        self._store.delete_other_versions(record.doc_id, record.content_hash)
+        self._store.put_document(_ok(record), mean)
+
+
+def _ok(record: DocumentRecord) -> DocumentRecord:
+    return replace(record, state="ok")

@@ -1,0 +1,113 @@
+"""Shared fixtures. Tests run offline: any connection to a non-loopback address fails at once,
+so a hidden model or telemetry download shows up as an error, not as a slow pass."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+for _key, _value in {
+    "DO_NOT_TRACK": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "UNSTRUCTURED_DISABLE_NOTICE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "ANONYMIZED_TELEMETRY": "False",
+}.items():
+    os.environ[_key] = _value
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+class NetworkBlockedError(RuntimeError):
+    pass
+
+
+def _is_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths
+    host = str(address[0])
+    if host in {"localhost", ""}:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost
+
+
+def _guard(address: Any) -> None:
+    if not _is_loopback(address):
+        raise NetworkBlockedError(f"tests may not connect to {address!r}: only loopback")
+
+
+def _connect(self: socket.socket, address: Any) -> None:
+    _guard(address)
+    _real_connect(self, address)
+
+
+def _connect_ex(self: socket.socket, address: Any) -> int:
+    _guard(address)
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _connect_ex  # type: ignore[method-assign]
+
+from index.embedding import SentenceTransformerEmbedder  # noqa: E402
+from index.store import ChromaStore  # noqa: E402
+
+TODAY_STR = "2026-11-28"
+
+
+@pytest.fixture(scope="session")
+def embedder() -> SentenceTransformerEmbedder:
+    """The real MiniLM model, loaded once per test session."""
+    model = SentenceTransformerEmbedder()
+    model.embed(["warm up"])
+    return model
+
+
+@pytest.fixture(scope="session")
+def chroma_client() -> Any:
+    """One in-memory Chroma for the session; each test gets its own collections."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    return chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
+
+
+def new_store(client: Any) -> ChromaStore:
+    suffix = uuid.uuid4().hex[:10]
+    return ChromaStore(client, f"chunks_{suffix}", f"docs_{suffix}")
+
+
+def drop_store(client: Any, store: ChromaStore) -> None:
+    client.delete_collection(store.chunks.name)
+    client.delete_collection(store.registry.name)
+
+
+@pytest.fixture
+def store(chroma_client: Any) -> Iterator[ChromaStore]:
+    s = new_store(chroma_client)
+    yield s
+    drop_store(chroma_client, s)
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def markdown(doc_id: str, body: str, **fields: Any) -> str:
+    meta = {"id": doc_id, "doc_type": "playbook", "owner": "Test Owner", **fields}
+    lines = ["---", *(f"{k}: {v}" for k, v in meta.items()), "---", body]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,101 @@
+"""Helpers for sync tests: a store snapshot to compare, a store that dies mid-run, and an
+embedder that remembers the real model's vectors (the model is the same; only repeats are
+skipped, to keep property tests fast)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from index.embedding import SentenceTransformerEmbedder
+from index.store import ChromaStore
+
+
+class Interrupted(Exception):
+    """Stands for the process being killed between two writes."""
+
+
+class InterruptingStore(ChromaStore):
+    """The real store over the same collections, raising before the n-th write (1-based)."""
+
+    WRITES = ("put_document", "upsert_chunks", "delete_other_versions", "delete_document")
+
+    def __init__(self, base: ChromaStore, fail_at: int) -> None:
+        self.chunks = base.chunks
+        self.registry = base.registry
+        self._client = base._client
+        self._left = fail_at
+        self.writes = 0
+
+    def __getattribute__(self, name: str) -> Any:
+        attr = super().__getattribute__(name)
+        if name in InterruptingStore.WRITES:
+
+            def counted(*args: Any, **kwargs: Any) -> Any:
+                self.writes += 1
+                self._left -= 1
+                if self._left == 0:
+                    raise Interrupted(name)
+                return attr(*args, **kwargs)
+
+            return counted
+        return attr
+
+
+class CountingStore(InterruptingStore):
+    def __init__(self, base: ChromaStore) -> None:
+        super().__init__(base, fail_at=-1)
+
+
+class CachingEmbedder:
+    def __init__(self, real: SentenceTransformerEmbedder) -> None:
+        self._real = real
+        self._cache: dict[str, np.ndarray] = {}
+        self.name = real.name
+        self.dimension = real.dimension
+        self.max_tokens = real.max_tokens
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            for text, vector in zip(missing, self._real.embed(missing), strict=True):
+                self._cache[text] = vector
+        return np.stack([self._cache[t] for t in texts]) if texts else self._real.embed([])
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self._real.count_tokens(texts)
+
+
+def snapshot(store: ChromaStore) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(registry by doc id, chunks by id) without the ingestion timestamps."""
+    registry = {}
+    for record in store.documents():
+        registry[record.doc_id] = (
+            record.meta,
+            record.path,
+            record.content_hash,
+            record.chunk_count,
+            record.state,
+        )
+    got = store.chunks.get(include=["documents", "metadatas"])
+    chunks = {
+        cid: (text, md) for cid, text, md in zip(got["ids"], got["documents"], got["metadatas"])
+    }
+    assert len(chunks) == len(got["ids"]), "duplicate chunk ids"
+    return registry, chunks
+
+
+def assert_consistent(store: ChromaStore) -> None:
+    """No orphans, no mixed versions, counts match the registry."""
+    registry, chunks = snapshot(store)
+    per_doc: dict[str, int] = {}
+    for cid, (_, md) in chunks.items():
+        doc_id = md["doc_id"]
+        assert doc_id in registry, f"orphan chunk {cid}"
+        assert md["content_hash"] == registry[doc_id][2], f"chunk {cid} of another version"
+        per_doc[doc_id] = per_doc.get(doc_id, 0) + 1
+    for doc_id, (_, _, _, count, state) in registry.items():
+        assert state == "ok", f"{doc_id} left in state {state}"
+        assert per_doc.get(doc_id, 0) == count, f"{doc_id}: {per_doc.get(doc_id)} != {count}"

@@ -1,0 +1,106 @@
+"""Every format parses to structured, non-empty text; bad files fail with the file named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from index.errors import DocumentError
+from ingest.parsing import decode_text, parse, table_text
+from tests.samples import make_blank_pdf, make_docx, make_html, make_pdf
+
+SECTIONS = [
+    ("Data preparation", ["Export invoices from LedgerOne as CSV with vendor ids."]),
+    ("Go-live checklist", ["Confirm the confidence threshold is 0.85 before go-live."]),
+]
+
+
+def _texts(blocks: list) -> str:  # type: ignore[type-arg]
+    return "\n".join(b.text for b in blocks)
+
+
+def test_markdown_headings_lists_and_tables() -> None:
+    body = (
+        "# Guide\n\nIntro text.\n\n## Steps\n\n1. Export data\n2. Clean it\n\n"
+        "### Details\n\n| system | owner |\n|---|---|\n| LedgerOne | Finance |\n"
+    )
+    blocks = parse(Path("guide.md"), "markdown", body)
+    headings = [(b.text, b.depth) for b in blocks if b.kind == "heading"]
+    assert headings == [("Guide", 0), ("Steps", 1), ("Details", 2)]
+    assert "- Export data" in _texts(blocks)
+    table = next(b for b in blocks if b.kind == "table")
+    assert table.text.splitlines() == ["system | owner", "LedgerOne | Finance"]
+
+
+def test_plain_text() -> None:
+    blocks = parse(Path("notes.txt"), "text", "Vendor shortlist.\n\nDocuSift won on accuracy.\n")
+    assert "DocuSift won on accuracy." in _texts(blocks)
+
+
+def test_html(tmp_path: Path) -> None:
+    blocks = parse(make_html(tmp_path / "p.html", "Chatbot FAQ", SECTIONS), "html")
+    assert [b.text for b in blocks if b.kind == "heading"][:2] == ["Chatbot FAQ", "Data preparation"]
+    assert "0.85" in _texts(blocks)
+
+
+def test_docx(tmp_path: Path) -> None:
+    blocks = parse(make_docx(tmp_path / "d.docx", "Vendor scorecard", SECTIONS), "docx")
+    headings = [(b.text, b.depth) for b in blocks if b.kind == "heading"]
+    assert headings == [("Vendor scorecard", 0), ("Data preparation", 1), ("Go-live checklist", 1)]
+    assert "LedgerOne" in _texts(blocks)
+
+
+def test_pdf_keeps_page_numbers(tmp_path: Path) -> None:
+    path = make_pdf(tmp_path / "g.pdf", [[SECTIONS[0]], [SECTIONS[1]]])
+    blocks = parse(path, "pdf")
+    pages = {b.page for b in blocks if "LedgerOne" in b.text} | {
+        b.page for b in blocks if "0.85" in b.text
+    }
+    assert pages == {1, 2}
+
+
+def test_pdf_without_text_is_an_error_not_an_empty_document(tmp_path: Path) -> None:
+    with pytest.raises(DocumentError, match="no text") as caught:
+        parse(make_blank_pdf(tmp_path / "scan.pdf"), "pdf")
+    assert caught.value.path.endswith("scan.pdf")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "content"),
+    [
+        ("broken.pdf", "pdf", b"%PDF-1.7\n this is not really a pdf"),
+        ("broken.docx", "docx", b"PK\x03\x04 not a zip archive"),
+        ("empty.pdf", "pdf", b""),
+        ("empty.docx", "docx", b""),
+    ],
+)
+def test_corrupt_or_empty_binary_files_are_errors(
+    tmp_path: Path, name: str, fmt: str, content: bytes
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(DocumentError) as caught:
+        parse(path, fmt)
+    assert caught.value.path == str(path)
+
+
+def test_empty_markdown_is_an_error() -> None:
+    with pytest.raises(DocumentError, match="no text"):
+        parse(Path("empty.md"), "markdown", "   \n\n")
+
+
+def test_wrong_encoding_is_reported_with_the_byte() -> None:
+    with pytest.raises(DocumentError, match="UTF-8") as caught:
+        decode_text(Path("latin.txt"), "caf\xe9 cr\xe8me".encode("latin-1"))
+    assert "byte 3" in caught.value.reason
+
+
+def test_binary_disguised_as_text_is_refused() -> None:
+    with pytest.raises(DocumentError, match="binary"):
+        decode_text(Path("x.md"), b"\x00\x01\x02abc")
+
+
+def test_table_html_to_rows() -> None:
+    html = "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td> 2 </td></tr></table>"
+    assert table_text(html) == "a | b\n1 | 2"
