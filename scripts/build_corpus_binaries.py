@@ -37,7 +37,7 @@ import yaml
 
 FORMATS = ("docx", "pdf", "html")
 # Fixed timestamp written into document metadata so the output is reproducible.
-FIXED_DATE = dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=dt.timezone.utc)
+FIXED_DATE = dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=dt.UTC)
 FIXED_ZIP_DATE = (2026, 1, 1, 0, 0, 0)
 AUTHOR = "Kestrel Components AI CoE (sample corpus)"
 
@@ -386,7 +386,7 @@ def render_pdf(meta: dict, blocks: list[Block]) -> bytes:
     footer_label = f"Kestrel Components - {meta.get('department', '')} - {meta.get('id', '')}"
 
     class PDF(FPDF):
-        def footer(self) -> None:  # noqa: D401 - fpdf hook
+        def footer(self) -> None:
             self.set_y(-12)
             self.set_font("Helvetica", "", 8)
             self.set_text_color(110, 110, 110)

@@ -40,9 +40,7 @@ def make_docx(path: Path, title: str, sections: list[Section]) -> Path:
 
 
 def make_html(path: Path, title: str, sections: list[Section]) -> Path:
-    body = "".join(
-        f"<h2>{h}</h2>" + "".join(f"<p>{p}</p>" for p in paras) for h, paras in sections
-    )
+    body = "".join(f"<h2>{h}</h2>" + "".join(f"<p>{p}</p>" for p in paras) for h, paras in sections)
     html = (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head>"
         f"<body><h1>{title}</h1>{body}</body></html>"

@@ -81,7 +81,8 @@ def snapshot(store: ChromaStore) -> tuple[dict[str, Any], dict[str, Any]]:
         )
     got = store.chunks.get(include=["documents", "metadatas"])
     chunks = {
-        cid: (text, md) for cid, text, md in zip(got["ids"], got["documents"], got["metadatas"])
+        cid: (text, md)
+        for cid, text, md in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
     }
     assert len(chunks) == len(got["ids"]), "duplicate chunk ids"
     return registry, chunks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from hypothesis import given, settings
@@ -58,7 +59,7 @@ def test_long_section_splits_with_overlap_and_page_range() -> None:
     opts = ChunkingOptions(max_tokens=60, overlap_tokens=25, min_tokens=10)
     chunks = chunk_blocks(blocks, title="T", count_tokens=words, options=opts)
     assert len(chunks) > 2
-    for before, after in zip(chunks, chunks[1:], strict=False):
+    for before, after in itertools.pairwise(chunks):
         assert before.text.splitlines()[-1] == after.text.splitlines()[0]  # overlap
     assert chunks[0].page == 1
     assert all(c.page is not None and c.page_end is not None for c in chunks)

@@ -40,7 +40,8 @@ def test_plain_text() -> None:
 
 def test_html(tmp_path: Path) -> None:
     blocks = parse(make_html(tmp_path / "p.html", "Chatbot FAQ", SECTIONS), "html")
-    assert [b.text for b in blocks if b.kind == "heading"][:2] == ["Chatbot FAQ", "Data preparation"]
+    headings = [b.text for b in blocks if b.kind == "heading"]
+    assert headings[:2] == ["Chatbot FAQ", "Data preparation"]
     assert "0.85" in _texts(blocks)
 
 

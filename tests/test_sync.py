@@ -66,15 +66,22 @@ def test_every_format_lands_with_its_metadata(
     report = ingester.sync(_tree(tmp_path))
     assert report.failed == []
     assert sorted(e["doc_id"] for e in report.added) == [
-        "ap-guide", "contracts", "gateway", "leave", "scorecard",
+        "ap-guide",
+        "contracts",
+        "gateway",
+        "leave",
+        "scorecard",
     ]
     docs = {r.doc_id: r for r in store.documents()}
     ap = docs["ap-guide"]
     assert (ap.meta.department, ap.meta.access, ap.meta.vendor) == (
-        "finance", ["coe", "finance"], "DocuSift",
+        "finance",
+        ["coe", "finance"],
+        "DocuSift",
     )
     assert ap.meta.review_date == dt.date(2025, 7, 14)  # playbook: 180 days
-    assert docs["leave"].meta.doc_type == "faq" and docs["leave"].meta.department == "hr"
+    assert docs["leave"].meta.doc_type == "faq"
+    assert docs["leave"].meta.department == "hr"
     assert docs["gateway"].meta.status == "draft"
     assert ap.chunk_count == len(store.document_chunks("ap-guide"))
 
@@ -136,7 +143,8 @@ def test_a_removed_file_takes_its_chunks_and_record_with_it(
     assert report.removed == [{"doc_id": "scorecard", "path": "coe/scorecard.pdf"}]
     assert store.document("scorecard") is None
     assert store.document_chunks("scorecard") == []
-    assert report.failed and "sidecar without its document" in report.failed[0].reason
+    assert len(report.failed) == 1
+    assert "sidecar without its document" in report.failed[0].reason
     assert_consistent(store)
 
 
@@ -153,7 +161,11 @@ def test_bad_files_are_reported_and_the_batch_goes_on(
     report = ingester.sync(root)
     failed = {f.path: f.reason for f in report.failed}
     assert set(failed) == {
-        "coe/broken.pdf", "finance/dated.md", "hr/latin.txt", "hr/budget.xlsx", "legal/empty.md",
+        "coe/broken.pdf",
+        "finance/dated.md",
+        "hr/latin.txt",
+        "hr/budget.xlsx",
+        "legal/empty.md",
     }
     assert "last_reviewed" in failed["finance/dated.md"]
     assert "UTF-8" in failed["hr/latin.txt"]

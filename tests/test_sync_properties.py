@@ -4,6 +4,7 @@ style: counts and ids round-trip, no duplicates, no orphans, no mixed versions).
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -69,10 +70,8 @@ def test_any_history_converges_to_a_fresh_ingest(
                 elif op == "sync":
                     Ingester(store, model).sync(root)
                 else:
-                    try:
+                    with contextlib.suppress(Interrupted):
                         Ingester(InterruptingStore(store, a), model).sync(root)
-                    except Interrupted:
-                        pass
             report = Ingester(store, model).sync(root)
             assert report.failed == []
             Ingester(fresh, model).sync(root)

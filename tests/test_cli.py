@@ -1,0 +1,85 @@
+"""The `kb` console script as users run it: a real process over a real embedded store."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import markdown, write
+
+
+def kb(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KB_DATA_DIR": str(data_dir), "KB_TODAY": "2026-11-28"}
+    return subprocess.run(
+        ["kb", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("docs")
+    write(
+        root / "finance" / "ap.md",
+        markdown(
+            "ap-lessons",
+            "# AP lessons\n\n## Outcome\n\nTouchless matching rose from 38% to 81% with DocuSift.",
+            doc_type="lessons_learned",
+            last_reviewed="2024-01-01",
+        ),
+    )
+    write(
+        root / "coe" / "intake.md",
+        markdown("intake", "# Intake\n\nSubmit the AI-01 form; triage takes 10 working days."),
+    )
+    write(root / "coe" / "notes.rtf", "{\\rtf1 not supported}")
+    return root
+
+
+def test_ingest_json_report_then_search_and_docs(tmp_path: Path, tree: Path) -> None:
+    first = kb(tmp_path, "ingest", str(tree), "--json")
+    assert first.returncode == 1, first.stderr  # one file failed, the rest went in
+    report = json.loads(first.stdout)
+    assert set(report) == {"added", "updated", "unchanged", "removed", "failed"}
+    assert sorted(e["doc_id"] for e in report["added"]) == ["ap-lessons", "intake"]
+    assert report["failed"] == [
+        {"path": "coe/notes.rtf", "reason": report["failed"][0]["reason"]},
+    ]
+    assert "unsupported format '.rtf'" in report["failed"][0]["reason"]
+
+    again = json.loads(kb(tmp_path, "ingest", str(tree), "--json").stdout)
+    assert (again["added"], again["updated"], len(again["unchanged"])) == ([], [], 2)
+
+    found = kb(tmp_path, "search", "how much did touchless matching improve", "-k", "2", "--json")
+    assert found.returncode == 0, found.stderr
+    hits = json.loads(found.stdout)
+    assert hits[0]["doc_id"] == "ap-lessons"
+    assert {"doc_id", "title", "path", "page", "section", "score", "text"} <= set(hits[0])
+    assert hits[0]["section"] == "Outcome"
+    assert hits[0]["is_stale"] is True
+
+    only_coe = json.loads(
+        kb(tmp_path, "search", "touchless matching", "--department", "coe", "--json").stdout
+    )
+    assert [h["doc_id"] for h in only_coe] == ["intake"]
+
+    listed = json.loads(kb(tmp_path, "docs", "--json").stdout)
+    assert [d["doc_id"] for d in listed] == ["ap-lessons", "intake"]
+    assert listed[0]["stale"] is True
+
+    human = kb(tmp_path, "ingest", str(tree))
+    assert "unchanged 2" in human.stdout
+    assert "coe/notes.rtf" in human.stderr
+
+
+def test_bad_parameters_get_a_clear_error(tmp_path: Path) -> None:
+    result = kb(tmp_path, "search", "x", "--type", "memo")
+    assert result.returncode == 2
+    assert "doc_type" in result.stderr
+    assert "playbook" in result.stderr
+    missing = kb(tmp_path, "ingest", str(tmp_path / "nope"))
+    assert missing.returncode == 2
+    assert "not a folder" in missing.stderr
