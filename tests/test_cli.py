@@ -5,17 +5,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import markdown, write
 
+KB = Path(sys.executable).parent / "kb"  # the console script installed beside this Python
+
 
 def kb(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KB_DATA_DIR": str(data_dir), "KB_TODAY": "2026-11-28"}
     return subprocess.run(
-        ["kb", *args], capture_output=True, text=True, env=env, timeout=300, check=False
+        [str(KB), *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
 
 
