@@ -6,6 +6,7 @@ handed to routes through `Annotated` dependencies; tests build the app with thei
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,10 +16,12 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from pydantic import BaseModel, Field
 
-from api.assembly import build_embedder, build_search, build_store, configure_runtime
+from api.assembly import build_embedder, build_retriever, build_store, configure_runtime
 from api.errors import install_error_handlers
 from api.settings import Settings
-from index.search import DenseSearch, SearchFilters
+from index.filters import ANONYMOUS, SearchFilters
+from index.hits import Hit
+from index.hybrid import HybridRetriever
 from index.store import ChromaStore
 
 log = logging.getLogger("kb.api")
@@ -28,7 +31,7 @@ log = logging.getLogger("kb.api")
 class Services:
     settings: Settings
     store: ChromaStore
-    search: DenseSearch
+    retriever: HybridRetriever
 
 
 def get_services(request: Request) -> Services:
@@ -40,33 +43,35 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 class SearchFiltersIn(BaseModel):
-    department: str | None = Field(None, description="Owning department, e.g. `finance`.")
-    doc_type: str | None = Field(None, description="Document type, e.g. `playbook`.")
+    """Which documents to draw from; a list means "any of"."""
+
+    department: str | list[str] | None = Field(None, examples=["finance"])
+    doc_type: str | list[str] | None = Field(None, examples=[["playbook", "lessons_learned"]])
+    status: str | list[str] | None = Field(None, description="Default: all but superseded/retired.")
+    tags: list[str] | None = None
+    owner: str | None = None
+    vendor: str | None = None
+    year: int | None = None
+    reviewed_from: dt.date | None = Field(None, description="Last reviewed on or after.")
+    reviewed_to: dt.date | None = Field(None, description="Last reviewed on or before.")
+    stale: bool | None = Field(
+        None, description="true: only past review date; false: only current."
+    )
+    include_superseded: bool = False
+
+    def to_filters(self) -> SearchFilters:
+        return SearchFilters.build(**self.model_dump())
 
 
 class SearchRequest(BaseModel):
     query: str = Field(min_length=1, max_length=2000, examples=["invoice matching vendor"])
     k: int = Field(5, ge=1, le=100)
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
-
-
-class HitOut(BaseModel):
-    doc_id: str
-    title: str
-    path: str
-    page: int | None
-    section: str
-    score: float
-    text: str
-    doc_type: str
-    department: str
-    owner: str
-    review_date: str | None
-    is_stale: bool
+    neighbors: int = Field(0, ge=0, le=3, description="Attach this many chunks either side.")
 
 
 class SearchResponse(BaseModel):
-    hits: list[HitOut]
+    hits: list[Hit]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -76,9 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
-        embedder = build_embedder(settings)
-        embedder.embed(["warm up"])  # load the model now, not on the first request
-        app.state.services = Services(settings, store, build_search(store, embedder))
+        retriever = build_retriever(settings, store, build_embedder(settings))
+        retriever.warm()  # load the model and the keyword index now, not on the first request
+        app.state.services = Services(settings, store, retriever)
         log.info("ready: %d chunks in the store", store.count_chunks())
         yield
 
@@ -98,12 +103,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post("/v1/search", response_model=SearchResponse, tags=["search"])
     def search(body: SearchRequest, services: ServicesDep) -> SearchResponse:
         """Ranked chunks for a query, filtered inside the store."""
-        hits = services.search.search(
+        hits = services.retriever.retrieve(
             body.query,
             body.k,
-            SearchFilters(**body.filters.model_dump()),
-            services.settings.today_date(),
+            today=services.settings.today_date(),
+            filters=body.filters.to_filters(),
+            principal=ANONYMOUS,  # until API keys map requests to principals
+            neighbors=body.neighbors,
         )
-        return SearchResponse(hits=[HitOut.model_validate(h.to_json()) for h in hits])
+        return SearchResponse(hits=hits)
 
     return app

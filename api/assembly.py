@@ -7,7 +7,8 @@ import os
 
 from api.settings import Settings
 from index.embedding import SentenceTransformerEmbedder
-from index.search import DenseSearch
+from index.hybrid import HybridRetriever, RetrievalOptions
+from index.keyword import KeywordIndex, Tokenizer
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions
 from ingest.sync import Ingester
@@ -28,6 +29,8 @@ def configure_runtime(settings: Settings) -> None:
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("kb").setLevel(settings.log_level)
+    for noisy in ("bm25s", "pikepdf", "sentence_transformers", "chromadb"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def build_store(settings: Settings) -> ChromaStore:
@@ -57,5 +60,15 @@ def build_ingester(
     return Ingester(store, embedder, chunking=options)
 
 
-def build_search(store: ChromaStore, embedder: SentenceTransformerEmbedder) -> DenseSearch:
-    return DenseSearch(store, embedder)
+def build_retriever(
+    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
+) -> HybridRetriever:
+    options = RetrievalOptions(
+        mode=settings.retrieval_mode,
+        dense_weight=settings.dense_weight,
+        keyword_weight=settings.keyword_weight,
+        rrf_k=settings.rrf_k,
+        candidates=settings.retrieval_candidates,
+    )
+    keyword = KeywordIndex(store, settings.keyword_index_path, Tokenizer())
+    return HybridRetriever(store, embedder, keyword, options)

@@ -15,13 +15,14 @@ from rich.table import Table
 from api.assembly import (
     build_embedder,
     build_ingester,
-    build_search,
+    build_retriever,
     build_store,
     configure_runtime,
 )
 from api.settings import Settings
 from index.errors import KBError
-from index.search import SearchFilters
+from index.filters import Principal, SearchFilters
+from index.hits import Hit
 from ingest.sync import IngestReport
 
 app = typer.Typer(
@@ -93,20 +94,53 @@ def _print_report(report: IngestReport) -> None:
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
     k: Annotated[int, typer.Option("-k", help="Number of hits.")] = 5,
-    department: Annotated[str | None, typer.Option(help="Only this department.")] = None,
-    doc_type: Annotated[str | None, typer.Option("--type", help="Only this document type.")] = None,
+    department: Annotated[list[str] | None, typer.Option(help="Only these departments.")] = None,
+    doc_type: Annotated[list[str] | None, typer.Option("--type", help="Only these types.")] = None,
+    status: Annotated[list[str] | None, typer.Option(help="Only these statuses.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Documents with any of these tags.")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only this owner.")] = None,
+    vendor: Annotated[str | None, typer.Option(help="Only this vendor.")] = None,
+    stale: Annotated[
+        bool | None, typer.Option("--stale/--current", help="Only stale, or only current.")
+    ] = None,
+    include_superseded: Annotated[
+        bool, typer.Option(help="Also superseded and retired documents.")
+    ] = False,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Search as a member of these groups.")
+    ] = None,
+    admin: Annotated[bool, typer.Option(help="Search as an administrator (sees all).")] = False,
+    neighbors: Annotated[int, typer.Option(help="Attach N neighbouring chunks.")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print hits as JSON.")] = False,
 ) -> None:
-    """Ranked passages for a query."""
+    """Ranked passages for a query (hybrid dense + keyword search)."""
     settings = _settings()
     store = build_store(settings)
-    hits = build_search(store, build_embedder(settings)).search(
-        query, k, SearchFilters(department, doc_type), settings.today_date()
+    filters = SearchFilters.build(
+        department=department,
+        doc_type=doc_type,
+        status=status,
+        tags=tag,
+        owner=owner,
+        vendor=vendor,
+        stale=stale,
+        include_superseded=include_superseded,
+    )
+    hits = build_retriever(settings, store, build_embedder(settings)).retrieve(
+        query,
+        k,
+        today=settings.today_date(),
+        filters=filters,
+        principal=Principal.of(*(group or []), admin=admin),
+        neighbors=neighbors,
     )
     if as_json:
-        keys = ("doc_id", "title", "path", "page", "section", "score", "text")
-        _print_json([{key: getattr(h, key) for key in keys} | h.to_json() for h in hits])
+        _print_json([h.to_json() for h in hits])
         return
+    _print_hits(hits)
+
+
+def _print_hits(hits: list[Hit]) -> None:
     if not hits:
         out.print("no results")
     for rank, hit in enumerate(hits, start=1):

@@ -64,6 +64,15 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(
         64, ge=1, le=1024, description="Texts per forward pass of the embedding model."
     )
+    retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
+        "hybrid", description="Retrieval: dense and BM25 fused (`hybrid`), or one of them alone."
+    )
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
+    keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    retrieval_candidates: int = Field(
+        50, ge=1, le=1000, description="Candidates each retriever contributes before fusion."
+    )
     today: dt.date | None = Field(
         None,
         description="Override today's date (YYYY-MM-DD) for review-date checks; "
@@ -88,6 +97,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def keyword_index_path(self) -> Path:
+        return self.data_dir / "bm25" / self.chunks_collection
 
     def today_date(self) -> dt.date:
         return self.today or dt.date.today()

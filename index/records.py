@@ -44,6 +44,7 @@ DEFAULT_REVIEW_INTERVAL_DAYS: dict[DocType, int] = {
 }
 
 EVERYONE = "all"
+NEVER_DUE = dt.date.max.toordinal()
 
 
 def _as_list(value: Any) -> Any:
@@ -147,6 +148,8 @@ def meta_to_chroma(meta: DocumentMeta) -> dict[str, Any]:
             _put(out, name, getattr(meta, name))
     out["doc_id"] = meta.id
     _put(out, "review_date", meta.review_date)
+    if meta.review_date is None:  # never reviewed: never stale, and range filters still work
+        out["review_date_day"] = NEVER_DUE
     return out
 
 

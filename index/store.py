@@ -154,16 +154,32 @@ class ChromaStore:
         rows = list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
         return sorted(rows, key=lambda row: int(row[2].get("chunk_index", 0)))
 
-    def all_chunk_metadata(self) -> list[tuple[str, dict[str, Any]]]:
-        """Every chunk id with its metadata (paged; for audits and derived indexes)."""
-        out: list[tuple[str, dict[str, Any]]] = []
+    def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        """Every chunk's id, text and metadata, paged (for audits and derived indexes)."""
+        ids: list[str] = []
+        texts: list[str] = []
+        metadatas: list[dict[str, Any]] = []
         offset = 0
         while True:
-            page = self.chunks.get(include=["metadatas"], limit=_PAGE * 5, offset=offset)
-            out.extend(zip(page["ids"], page["metadatas"], strict=True))
+            page = self.chunks.get(
+                include=["documents", "metadatas"], limit=_PAGE * 5, offset=offset
+            )
+            ids.extend(page["ids"])
+            texts.extend(t or "" for t in page["documents"])
+            metadatas.extend(page["metadatas"])
             if len(page["ids"]) < _PAGE * 5:
-                return out
+                return ids, texts, metadatas
             offset += _PAGE * 5
+
+    def get_chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
+        """Text and metadata of the given chunks, by id (missing ids are left out)."""
+        if not ids:
+            return {}
+        got = self.chunks.get(ids=list(ids), include=["documents", "metadatas"])
+        return {
+            cid: (text or "", md)
+            for cid, text, md in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
+        }
 
     def query(
         self, embedding: np.ndarray, k: int, where: dict[str, Any] | None = None

@@ -9,7 +9,7 @@ missing or a PDF is a scanned image.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import defaultdict
 from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
@@ -27,6 +27,8 @@ FORMATS: dict[str, str] = {
     ".pdf": "pdf",
 }
 TEXT_FORMATS = {"markdown", "text"}
+_DIGITS = re.compile(r"\d+")
+_FURNITURE_MAX_CHARS = 120
 _SKIPPED = {"PageBreak", "PageNumber", "Image"}
 
 
@@ -109,7 +111,7 @@ def _to_blocks(elements: list[Any]) -> list[Block]:
         page = getattr(el.metadata, "page_number", None)
         if category in _SKIPPED or not text:
             continue
-        if category in {"Header", "Footer"} and text in running:
+        if page is not None and _furniture_key(text) in running:
             continue
         if category == "Title":
             depth = el.metadata.category_depth or 0
@@ -124,13 +126,33 @@ def _to_blocks(elements: list[Any]) -> list[Block]:
     return blocks
 
 
+def _furniture_key(text: str) -> str:
+    return _DIGITS.sub("#", text.strip().lower())
+
+
+def _could_be_furniture(text: str) -> bool:
+    """An exact repeat, or a numbered line with enough words to be a running title
+    ("Acme handbook - page 3"), not a numbered heading ("Chapter 3")."""
+    return not _DIGITS.search(text) or len(re.findall(r"[A-Za-z]{2,}", text)) >= 3
+
+
 def _running_headers(elements: list[Any]) -> set[str]:
-    """Header/footer text repeated on more than one page: page furniture, not content."""
-    pages: Counter[str] = Counter()
+    """Short first or last lines of a page that repeat on several pages, numbers aside
+    ("Acme - page 3/11"): page furniture, not content."""
+    by_page: dict[int, list[str]] = defaultdict(list)
     for el in elements:
-        if type(el).__name__ in {"Header", "Footer"} and el.text:
-            pages[el.text.strip()] += 1
-    return {text for text, count in pages.items() if count > 1}
+        page = getattr(el.metadata, "page_number", None)
+        text = (el.text or "").strip()
+        if page is not None and text:
+            by_page[page].append(text)
+    pages: dict[str, set[int]] = defaultdict(set)
+    for page, texts in by_page.items():
+        for text in {texts[0], texts[-1]}:
+            if len(text) <= _FURNITURE_MAX_CHARS and _could_be_furniture(text):
+                pages[_furniture_key(text)].add(page)
+    all_pages = {p for seen in pages.values() for p in seen}
+    needed = max(2, len(all_pages) // 2)
+    return {key for key, seen in pages.items() if len(seen) >= needed}
 
 
 class _TableText(HTMLParser):

@@ -105,3 +105,30 @@ def test_binary_disguised_as_text_is_refused() -> None:
 def test_table_html_to_rows() -> None:
     html = "<table><tr><th>a</th><th>b</th></tr><tr><td>1</td><td> 2 </td></tr></table>"
     assert table_text(html) == "a | b\n1 | 2"
+
+
+def test_running_page_footers_are_dropped(tmp_path: Path) -> None:
+    from fpdf import FPDF
+
+    class Report(FPDF):
+        def footer(self) -> None:
+            self.set_y(-15)
+            self.cell(0, 6, f"Kestrel Components - finance | page {self.page_no()}/4")
+
+    pdf = Report()
+    for page in range(1, 5):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=11)
+        for line in (
+            f"Heading {page}",
+            f"Body of page {page} about DocuSift thresholds and queues.",
+            f"Step {page}: more body text here.",
+        ):
+            pdf.multi_cell(0, 6, line, new_x="LMARGIN", new_y="NEXT")
+    path = tmp_path / "f.pdf"
+    pdf.output(str(path))
+    texts = "\n".join(b.text for b in parse(path, "pdf"))
+    assert "Kestrel Components" not in texts
+    assert texts.count("Body of page") == 4
+    assert texts.count("Step ") == 4
+    assert texts.count("Heading ") == 4  # numbered headings at the top of a page stay

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from index.embedding import SentenceTransformerEmbedder
-from index.search import DenseSearch, SearchFilters
+from index.hybrid import HybridRetriever
+from index.keyword import KeywordIndex, Tokenizer
 from index.store import ChromaStore
 from ingest.sync import Ingester
 from tests.conftest import markdown, write
@@ -68,10 +69,11 @@ def test_ingest_and_search_through_a_chroma_server(
     report = Ingester(writer, embedder).sync(tmp_path)
     assert [e["doc_id"] for e in report.added] == ["clausecheck"]
     assert reader.generation() != seen  # another client notices the change
-    hits = DenseSearch(reader, embedder).search(
-        "who flags indemnity clauses", 3, SearchFilters(), dt.date(2026, 11, 28)
-    )
+    keyword = KeywordIndex(reader, None, Tokenizer())
+    retriever = HybridRetriever(reader, embedder, keyword)
+    hits = retriever.retrieve("who flags indemnity clauses", 3, today=dt.date(2026, 11, 28))
     assert hits[0].doc_id == "clausecheck"
+    assert hits[0].keyword_score is not None  # the BM25 index saw the other client's write
     assert_consistent(reader)
 
     again = Ingester(reader, embedder).sync(tmp_path)

@@ -1,0 +1,183 @@
+"""The retriever every consumer uses: dense (Chroma) and keyword (BM25) candidates under one
+`where` clause, fused by weighted reciprocal rank, near-duplicates collapsed (the fresher copy
+kept), and, on request, each hit's neighbouring chunks attached as context (small-to-big)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from index.embedding import Embedder
+from index.errors import InvalidRequestError
+from index.filters import ANONYMOUS, Principal, SearchFilters, Where, build_where, matches
+from index.hits import Hit, hit_from_chroma
+from index.keyword import KeywordIndex
+from index.records import chunk_id
+from index.store import ChromaStore
+
+log = logging.getLogger("kb.index")
+
+Mode = Literal["hybrid", "dense", "keyword"]
+_WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class RetrievalOptions:
+    mode: Mode = "hybrid"
+    dense_weight: float = 1.0
+    keyword_weight: float = 1.0
+    rrf_k: int = 60
+    candidates: int = 50  # per retriever, before fusion
+    duplicate_similarity: float = 0.85  # word-shingle Jaccard above which two chunks are one
+    max_k: int = 100
+
+
+class HybridRetriever:
+    def __init__(
+        self,
+        store: ChromaStore,
+        embedder: Embedder,
+        keyword: KeywordIndex,
+        options: RetrievalOptions | None = None,
+    ) -> None:
+        self._store = store
+        self._embedder = embedder
+        self._keyword = keyword
+        self.options = options or RetrievalOptions()
+
+    def warm(self) -> None:
+        """Load the model and build or load the keyword index now rather than on first use."""
+        self._embedder.embed(["warm up"])
+        self._keyword.current()
+
+    def retrieve(
+        self,
+        query: str,
+        k: int,
+        *,
+        today: dt.date,
+        filters: SearchFilters | None = None,
+        principal: Principal = ANONYMOUS,
+        neighbors: int = 0,
+    ) -> list[Hit]:
+        """The k best chunks for `query` that `principal` may read and `filters` allow."""
+        if not query.strip():
+            raise InvalidRequestError("query", "is empty: type what you are looking for")
+        if not 1 <= k <= self.options.max_k:
+            raise InvalidRequestError(
+                "k", f"{k} is out of range: ask for 1 to {self.options.max_k} results"
+            )
+        where = build_where(filters or SearchFilters(), principal, today)
+        n = max(self.options.candidates, k * 2)
+        dense = self._dense(query, n, where) if self.options.mode != "keyword" else []
+        keyword = self._keyword.search(query, n, where) if self.options.mode != "dense" else []
+        fused = self._fuse(dense, keyword, today, where)
+        hits = _collapse_duplicates(fused, self.options.duplicate_similarity)[:k]
+        return self._with_neighbors(hits, neighbors) if neighbors > 0 else hits
+
+    def _dense(self, query: str, n: int, where: Where | None) -> list[tuple[str, str, Any, float]]:
+        vector = self._embedder.embed([query])[0]
+        return self._store.query(vector, n, where)
+
+    def _fuse(
+        self,
+        dense: list[tuple[str, str, dict[str, Any], float]],
+        keyword: list[tuple[str, float]],
+        today: dt.date,
+        where: Where | None,
+    ) -> list[Hit]:
+        o = self.options
+        weights = {"dense": o.dense_weight if dense else 0.0}
+        weights["keyword"] = o.keyword_weight if keyword else 0.0
+        best = sum(w / (o.rrf_k + 1) for w in weights.values()) or 1.0
+        fused: dict[str, float] = {}
+        for rank, (cid, *_rest) in enumerate(dense, start=1):
+            fused[cid] = fused.get(cid, 0.0) + weights["dense"] / (o.rrf_k + rank)
+        for rank, (cid, _) in enumerate(keyword, start=1):
+            fused[cid] = fused.get(cid, 0.0) + weights["keyword"] / (o.rrf_k + rank)
+
+        rows = {cid: (text, md) for cid, text, md, _ in dense}
+        missing = [cid for cid, _ in keyword if cid not in rows]
+        rows.update(self._store.get_chunks(missing))
+        dense_scores = {cid: score for cid, _, _, score in dense}
+        keyword_scores = dict(keyword)
+        hits: list[Hit] = []
+        for cid, score in sorted(fused.items(), key=lambda item: (-item[1], item[0])):
+            if cid not in rows:
+                continue  # deleted between the two reads
+            text, md = rows[cid]
+            if not matches(where, md):  # defence in depth: never return what is not allowed
+                log.error("chunk %s matched a query it is not allowed in; dropped", cid)
+                continue
+            hits.append(
+                hit_from_chroma(cid, text, md, today).with_(
+                    score=round(score / best, 4),
+                    dense_score=_round(dense_scores.get(cid)),
+                    keyword_score=_round(keyword_scores.get(cid)),
+                )
+            )
+        return hits
+
+    def _with_neighbors(self, hits: list[Hit], window: int) -> list[Hit]:
+        wanted: list[str] = []
+        for hit in hits:
+            doc_id, digest, _ = hit.chunk_id.rsplit(":", 2)
+            lo = max(0, hit.chunk_index - window)
+            wanted += [chunk_id(doc_id, digest, i) for i in range(lo, hit.chunk_index + window + 1)]
+        rows = self._store.get_chunks(sorted(set(wanted)))
+        out: list[Hit] = []
+        for hit in hits:
+            doc_id, digest, _ = hit.chunk_id.rsplit(":", 2)
+            lo = max(0, hit.chunk_index - window)
+            parts = [
+                rows[cid][0]
+                for i in range(lo, hit.chunk_index + window + 1)
+                if (cid := chunk_id(doc_id, digest, i)) in rows
+            ]
+            out.append(hit.with_(context=_join_overlapping(parts)))
+        return out
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _shingles(text: str) -> set[tuple[str, ...]]:
+    words = _WORD.findall(text.lower())
+    if len(words) < 3:
+        return {tuple(words)}
+    return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
+
+
+def _collapse_duplicates(hits: list[Hit], threshold: float) -> list[Hit]:
+    """Keep the best-ranked of near-identical chunks; between a stale and a current copy of
+    the same text, keep the current one at the better rank."""
+    kept: list[tuple[Hit, set[tuple[str, ...]]]] = []
+    for hit in hits:
+        shingles = _shingles(hit.text)
+        for i, (other, other_shingles) in enumerate(kept):
+            union = len(shingles | other_shingles) or 1
+            if len(shingles & other_shingles) / union >= threshold:
+                if other.is_stale and not hit.is_stale:
+                    kept[i] = (hit.with_(score=other.score), shingles)
+                break
+        else:
+            kept.append((hit, shingles))
+    return [hit for hit, _ in kept]
+
+
+def _join_overlapping(parts: list[str]) -> str:
+    """Concatenate consecutive chunks, dropping the lines each repeats from the previous."""
+    out: list[str] = []
+    for part in parts:
+        lines = part.splitlines()
+        overlap = 0
+        for size in range(min(len(lines), len(out)), 0, -1):
+            if out[-size:] == lines[:size]:
+                overlap = size
+                break
+        out.extend(lines[overlap:])
+    return "\n".join(out)

@@ -1,0 +1,156 @@
+"""BM25 keyword search, derived from the chunks collection.
+
+Local Chroma has no sparse index, so this one is built from the collection's text and kept
+beside the store (`<data_dir>/bm25/<collection>/`). It records the store generation it was
+built from; every search first compares that with the store's current generation (one cheap
+call) and rebuilds when another process (or this one) changed the collection. Filters and
+access control are applied as a mask over the corpus *before* ranking, with the same `where`
+clause the dense path uses, so the top-k is drawn only from allowed chunks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.filters import Where, matches
+from index.store import ChromaStore
+
+log = logging.getLogger("kb.index")
+
+_TOKEN = re.compile(r"\d+(?:[.,]\d+)+%?|\w+", re.UNICODE)
+_MASKS_KEPT = 64
+
+
+def _stopwords() -> frozenset[str]:
+    from bm25s.stopwords import STOPWORDS_EN
+
+    return frozenset(STOPWORDS_EN)
+
+
+class Tokenizer:
+    """Lowercase words and numbers ("0.85", "81%" stay whole), English stopwords out,
+    Snowball-stemmed. The same function reads documents and queries."""
+
+    def __init__(self) -> None:
+        import Stemmer
+
+        self._stem = Stemmer.Stemmer("english").stemWord
+        self._stop = _stopwords()
+
+    def __call__(self, text: str) -> list[str]:
+        words = (w for w in _TOKEN.findall(text.lower()) if w not in self._stop)
+        return [self._stem(w) for w in words]
+
+
+@dataclass
+class _Built:
+    generation: str
+    ids: list[str]
+    metadatas: list[dict[str, Any]]
+    bm25: Any
+    masks: OrderedDict[str, np.ndarray]
+
+
+class KeywordIndex:
+    """BM25 over every chunk of a store, rebuilt when the store's generation changes."""
+
+    def __init__(self, store: ChromaStore, folder: Path | None, tokenizer: Tokenizer) -> None:
+        self._store = store
+        self._folder = folder
+        self._tokenize = tokenizer
+        self._built: _Built | None = None
+        self._lock = threading.Lock()
+
+    def search(self, query: str, k: int, where: Where | None) -> list[tuple[str, float]]:
+        """Top-k (chunk id, BM25 score) among chunks matching `where`; zero scores left out."""
+        built = self.current()
+        tokens = self._tokenize(query)
+        if not built.ids or not tokens or k <= 0:
+            return []
+        scores = built.bm25.get_scores(tokens)
+        mask = self._mask(built, where)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        top = np.argsort(-scores, kind="stable")[:k]
+        return [(built.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def current(self) -> _Built:
+        generation = self._store.generation()
+        with self._lock:
+            if self._built is None or self._built.generation != generation:
+                self._built = self._load(generation) or self._build(generation)
+            return self._built
+
+    def _mask(self, built: _Built, where: Where | None) -> np.ndarray | None:
+        if not where:
+            return None
+        key = json.dumps(where, sort_keys=True)
+        with self._lock:
+            mask = built.masks.get(key)
+            if mask is None:
+                mask = np.fromiter((matches(where, md) for md in built.metadatas), dtype=bool)
+                built.masks[key] = mask
+                if len(built.masks) > _MASKS_KEPT:
+                    built.masks.popitem(last=False)
+            else:
+                built.masks.move_to_end(key)
+            return mask
+
+    def _build(self, generation: str) -> _Built:
+        import bm25s
+
+        ids, texts, metadatas = self._store.all_chunks()
+        corpus = [
+            self._tokenize(_indexed_text(t, md)) for t, md in zip(texts, metadatas, strict=True)
+        ]
+        bm25 = bm25s.BM25()
+        if ids:
+            bm25.index(corpus, show_progress=False)
+        built = _Built(generation, ids, metadatas, bm25, OrderedDict())
+        log.info("BM25 index built over %d chunks (generation %s)", len(ids), generation[:8])
+        self._save(built)
+        return built
+
+    def _save(self, built: _Built) -> None:
+        if self._folder is None or not built.ids:
+            return
+        tmp = self._folder.with_name(self._folder.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        built.bm25.save(str(tmp / "bm25"))
+        (tmp / "chunks.json").write_text(
+            json.dumps({"ids": built.ids, "metadatas": built.metadatas}), encoding="utf-8"
+        )
+        (tmp / "generation").write_text(built.generation, encoding="utf-8")
+        shutil.rmtree(self._folder, ignore_errors=True)
+        tmp.rename(self._folder)
+
+    def _load(self, generation: str) -> _Built | None:
+        if self._folder is None or not (self._folder / "generation").exists():
+            return None
+        if (self._folder / "generation").read_text(encoding="utf-8") != generation:
+            return None
+        import bm25s
+
+        try:
+            data = json.loads((self._folder / "chunks.json").read_text(encoding="utf-8"))
+            bm25 = bm25s.BM25.load(str(self._folder / "bm25"))
+        except (OSError, ValueError) as exc:
+            log.warning("BM25 index at %s unreadable (%s): rebuilding", self._folder, exc)
+            return None
+        return _Built(generation, data["ids"], data["metadatas"], bm25, OrderedDict())
+
+
+def _indexed_text(text: str, md: dict[str, Any]) -> str:
+    """What BM25 sees of a chunk: its title and section too, like the embedding."""
+    return f"{md.get('title', '')}\n{md.get('section', '')}\n{text}"
