@@ -6,6 +6,10 @@ import logging
 import os
 
 from api.settings import Settings
+from assistant.citations import CheckOptions
+from assistant.gaps import GapLog
+from assistant.generators import Generator, GeneratorConfig, make_generator
+from assistant.service import Assistant, AssistantOptions
 from index.embedding import SentenceTransformerEmbedder
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
@@ -72,3 +76,42 @@ def build_retriever(
     )
     keyword = KeywordIndex(store, settings.keyword_index_path, Tokenizer())
     return HybridRetriever(store, embedder, keyword, options)
+
+
+def build_generator(
+    settings: Settings, embedder: SentenceTransformerEmbedder, name: str | None = None
+) -> Generator:
+    config = GeneratorConfig(
+        model_path=settings.llm_model_path,
+        context_tokens=settings.llm_context_tokens,
+        threads=settings.llm_threads,
+        max_answer_tokens=settings.llm_max_tokens,
+        base_url=settings.openai_base_url,
+        model=settings.openai_model,
+        api_key=settings.openai_api_key,
+        timeout_s=settings.openai_timeout_s,
+        retries=settings.openai_retries,
+    )
+    return make_generator(name or settings.generator, config, embedder)
+
+
+def build_assistant(
+    settings: Settings,
+    retriever: HybridRetriever,
+    embedder: SentenceTransformerEmbedder,
+    generator: Generator,
+) -> Assistant:
+    options = AssistantOptions(
+        k=settings.answer_sources,
+        neighbors=settings.answer_neighbors,
+        refusal_threshold=settings.refusal_threshold,
+        check=CheckOptions(threshold=settings.citation_threshold),
+    )
+    return Assistant(
+        retriever,
+        generator,
+        embedder,
+        today=settings.today_date,
+        options=options,
+        gaps=GapLog(settings.gaps_path),
+    )

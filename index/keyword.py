@@ -31,7 +31,7 @@ _TOKEN = re.compile(r"\d+(?:[.,]\d+)+%?|\w+", re.UNICODE)
 _MASKS_KEPT = 64
 
 
-def _stopwords() -> frozenset[str]:
+def english_stopwords() -> frozenset[str]:
     from bm25s.stopwords import STOPWORDS_EN
 
     return frozenset(STOPWORDS_EN)
@@ -45,7 +45,7 @@ class Tokenizer:
         import Stemmer
 
         self._stem = Stemmer.Stemmer("english").stemWord
-        self._stop = _stopwords()
+        self._stop = english_stopwords()
 
     def __call__(self, text: str) -> list[str]:
         words = (w for w in _TOKEN.findall(text.lower()) if w not in self._stop)

@@ -1,0 +1,301 @@
+"""Generators behind one interface, picked by name from a small registry.
+
+- `local`: a GGUF model through llama-cpp-python, with the model's own chat template;
+- `openai`: any OpenAI-compatible chat endpoint (vLLM, Ollama, a cloud service, llama-cpp's
+  own server), with timeouts and retries;
+- `extractive`: no LLM; the answer is the retrieved sentences that best match the question,
+  each with its citation. Fast, deterministic, always available.
+
+A generator streams text deltas for a question and its numbered sources; citation checking,
+refusals and warnings happen after it, the same for all three.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from assistant.citations import split_sentences
+from assistant.prompt import Turn, build_messages, build_rewrite_messages
+from assistant.sources import Source
+from index.embedding import Embedder
+from index.errors import ConfigurationError, KBError
+
+log = logging.getLogger("kb.assistant")
+
+
+class GeneratorError(KBError):
+    """The generation backend failed (unreachable, timed out, refused)."""
+
+
+class Generator(Protocol):
+    name: str
+
+    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        """Text deltas of a grounded answer citing sources as [n]."""
+        ...
+
+    def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
+        """A standalone version of a follow-up question, or None if it cannot rewrite."""
+        ...
+
+
+class ChatModel(Protocol):
+    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]: ...
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Plain arguments for every backend (built from settings in api/assembly.py)."""
+
+    model_path: Path | None = None
+    context_tokens: int = 4096
+    threads: int | None = None
+    max_answer_tokens: int = 320
+    base_url: str = "http://127.0.0.1:8080/v1"
+    model: str = "local"
+    api_key: str | None = None
+    timeout_s: float = 120.0
+    retries: int = 2
+    extractive_sentences: int = 4
+
+
+class PromptedGenerator:
+    """Any chat model behind the grounded prompt."""
+
+    def __init__(self, name: str, model: ChatModel, max_tokens: int) -> None:
+        self.name = name
+        self._model = model
+        self._max_tokens = max_tokens
+
+    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        return self._model.stream_chat(build_messages(question, sources), self._max_tokens)
+
+    def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
+        text = "".join(self._model.stream_chat(build_rewrite_messages(history, question), 64))
+        text = text.strip().strip('"').splitlines()[0].strip() if text.strip() else ""
+        return text or None
+
+
+class LlamaCppChat:
+    """A local GGUF model; loaded on first use, one generation at a time."""
+
+    def __init__(self, path: Path, context_tokens: int, threads: int | None) -> None:
+        self._path = path
+        self._n_ctx = context_tokens
+        self._threads = threads
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        if self._llm is None:
+            from llama_cpp import Llama
+
+            if not self._path.is_file():
+                raise ConfigurationError(
+                    f"local model {self._path} does not exist: run `make install` or set "
+                    "KB_LLM_MODEL_PATH to a GGUF file"
+                )
+            self._llm = Llama(
+                model_path=str(self._path),
+                n_ctx=self._n_ctx,
+                n_threads=self._threads,
+                verbose=False,
+            )
+        return self._llm
+
+    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        with self._lock:
+            llm = self._load()
+            for part in llm.create_chat_completion(
+                messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True
+            ):
+                delta = part["choices"][0]["delta"].get("content")
+                if delta:
+                    yield delta
+
+
+class OpenAIChat:
+    """An OpenAI-compatible `/chat/completions` endpoint, streamed over SSE."""
+
+    def __init__(self, config: GeneratorConfig) -> None:
+        self._config = config
+
+    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+        import httpx
+
+        c = self._config
+        headers = {"Authorization": f"Bearer {c.api_key}"} if c.api_key else {}
+        body = {
+            "model": c.model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": 0.0,
+            "stream": True,
+        }
+        url = c.base_url.rstrip("/") + "/chat/completions"
+        for attempt in range(c.retries + 1):
+            started = False
+            try:
+                with httpx.stream(
+                    "POST", url, json=body, headers=headers, timeout=c.timeout_s
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        raise GeneratorError(
+                            f"{url} answered {response.status_code}: {response.text[:200]}"
+                        )
+                    for delta in _sse_deltas(response.iter_lines()):
+                        started = True
+                        yield delta
+                return
+            except (httpx.TransportError, GeneratorError) as exc:
+                retryable = isinstance(exc, httpx.TransportError) or "answered 5" in str(exc)
+                if started or not retryable or attempt == c.retries:
+                    raise GeneratorError(f"generation at {url} failed: {exc}") from exc
+                log.warning(
+                    "generation attempt %d at %s failed (%s); retrying", attempt + 1, url, exc
+                )
+                time.sleep(0.5 * 2**attempt)
+
+
+def _sse_deltas(lines: Iterator[str]) -> Iterator[str]:
+    for line in lines:
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        choices = json.loads(data).get("choices") or [{}]
+        delta = (choices[0].get("delta") or {}).get("content")
+        if delta:
+            yield delta
+
+
+_PROCEDURAL = re.compile(
+    r"^(how (do|can|should|would|to)|what are the steps|steps|walk me through)|"
+    r"\b(steps|process|procedure|checklist|how to)\b",
+    re.I,
+)
+_LIST_ITEM = re.compile(r"^\s*(?:[-*]|\d+[.)])\s+")
+
+
+class ExtractiveGenerator:
+    """No LLM: the source sentences closest to the question, each cited. For a procedural
+    question whose best passage is a list, the list itself, in order."""
+
+    name = "extractive"
+
+    def __init__(self, embedder: Embedder, sentences: int, min_similarity: float = 0.35) -> None:
+        self._embedder = embedder
+        self._count = sentences
+        self._min = min_similarity
+
+    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        candidates = [
+            (source.n, position, sentence, passage)
+            for source in sources
+            for passage_no, (_, text) in enumerate(source.passages())
+            for position, sentence in enumerate(_sentences(text))
+            for passage in [(source.n, passage_no)]
+        ]
+        if not candidates:
+            return
+        vectors = self._embedder.embed([question, *(c[2] for c in candidates)])
+        similarity = vectors[1:] @ vectors[0]
+        anchor = int(np.argmax(similarity))
+        if similarity[anchor] < self._min:
+            return
+        if _PROCEDURAL.search(question):
+            steps = [
+                c for c in candidates if c[3] == candidates[anchor][3] and c[2].startswith("- ")
+            ]
+            if len(steps) >= 2:
+                for n, _, sentence, _ in steps[:8]:
+                    yield f"{sentence} [{n}]\n"
+                return
+        bonus = np.array([0.05 if c[0] == candidates[anchor][0] else 0.0 for c in candidates])
+        order = np.argsort(-(similarity + bonus), kind="stable")
+        chosen = [int(i) for i in order[: self._count] if similarity[i] >= self._min]
+        seen: set[str] = set()
+        for i in sorted(chosen, key=lambda i: (candidates[i][0], candidates[i][1])):
+            n, _, sentence, _ = candidates[i]
+            if sentence not in seen:
+                seen.add(sentence)
+                yield f"{sentence} [{n}]\n"
+
+    def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
+        return None
+
+
+def _sentences(text: str) -> list[str]:
+    """Sentences of a passage worth quoting; list items keep a "- " marker."""
+    out = []
+    for line in text.splitlines():
+        item = bool(_LIST_ITEM.match(line))
+        for sentence, _ in split_sentences(_LIST_ITEM.sub("", line)):
+            sentence = sentence.strip()
+            if len(sentence.split()) < (3 if item else 6):
+                continue  # headings, labels and fragments
+            sentence = sentence if sentence[-1] in ".!?:" else sentence + "."
+            out.append(f"- {sentence}" if item else sentence)
+            item = False
+    return out
+
+
+def _local(config: GeneratorConfig, embedder: Embedder) -> Generator:
+    if config.model_path is None:
+        raise ConfigurationError("KB_LLM_MODEL_PATH is not set")
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(
+            "llama-cpp-python is not installed: run `make install`, or choose "
+            "KB_GENERATOR=extractive or openai"
+        ) from exc
+    chat = LlamaCppChat(config.model_path, config.context_tokens, config.threads)
+    return PromptedGenerator("local", chat, config.max_answer_tokens)
+
+
+def _openai(config: GeneratorConfig, embedder: Embedder) -> Generator:
+    return PromptedGenerator("openai", OpenAIChat(config), config.max_answer_tokens)
+
+
+def _extractive(config: GeneratorConfig, embedder: Embedder) -> Generator:
+    return ExtractiveGenerator(embedder, config.extractive_sentences)
+
+
+GENERATORS: dict[str, Callable[[GeneratorConfig, Embedder], Generator]] = {
+    "local": _local,
+    "openai": _openai,
+    "extractive": _extractive,
+}
+
+
+def local_available(config: GeneratorConfig) -> bool:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError:
+        return False
+    return config.model_path is not None and config.model_path.is_file()
+
+
+def make_generator(name: str, config: GeneratorConfig, embedder: Embedder) -> Generator:
+    """`auto` is the local model when it is installed, else the extractive composer."""
+    if name == "auto":
+        name = "local" if local_available(config) else "extractive"
+        log.info("generator: %s", name)
+    if name not in GENERATORS:
+        raise ConfigurationError(
+            f"unknown generator '{name}': use one of auto, {', '.join(GENERATORS)}"
+        )
+    return GENERATORS[name](config, embedder)

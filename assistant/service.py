@@ -1,0 +1,278 @@
+"""The assistant: retrieve, refuse early when nothing relevant is found, generate, check
+citations, warn about stale sources, and log knowledge gaps. Streams tokens, then one final
+event with the checked answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from assistant.citations import CheckedAnswer, CheckOptions, check_citations
+from assistant.gaps import GapLog
+from assistant.generators import Generator
+from assistant.prompt import REFUSAL_SENTENCE, Turn
+from assistant.sources import Source, number_sources
+from index.embedding import Embedder
+from index.filters import Principal, SearchFilters
+from index.hits import Hit
+from index.hybrid import HybridRetriever
+
+_DONT_KNOW = re.compile(
+    r"\b(i don'?t know|i do not know|not (?:contained|covered|mentioned) in)\b", re.I
+)
+_REFERS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|there|he|she|one)\b", re.I)
+
+
+@dataclass(frozen=True)
+class AssistantOptions:
+    k: int = 5
+    neighbors: int = 0
+    refusal_threshold: float = 0.40  # top dense similarity under which nothing is relevant
+    nearby_threshold: float = 0.25  # weaker matches worth naming in a refusal
+    check: CheckOptions = field(default_factory=CheckOptions)
+
+
+@dataclass(frozen=True)
+class Citation:
+    n: int
+    doc_id: str
+    title: str
+    path: str
+    page: int | None
+    section: str
+    stale: bool
+    support: float
+    owner: str
+    review_date: str | None
+    link: str
+
+
+@dataclass
+class Answer:
+    question: str
+    standalone_question: str
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    warnings: list[str]
+    unsupported: list[str] = field(default_factory=list)
+    nearby: list[dict[str, str]] = field(default_factory=list)
+    refusal_reason: str | None = None
+    generator: str = ""
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Token:
+    text: str
+
+
+@dataclass(frozen=True)
+class Final:
+    answer: Answer
+
+
+Event = Token | Final
+
+
+def source_link(hit: Hit) -> str:
+    link = f"/v1/documents/{hit.doc_id}/source"
+    return f"{link}#page={hit.page}" if hit.page else link
+
+
+class Assistant:
+    def __init__(
+        self,
+        retriever: HybridRetriever,
+        generator: Generator,
+        embedder: Embedder,
+        *,
+        today: Callable[[], dt.date],
+        options: AssistantOptions | None = None,
+        gaps: GapLog | None = None,
+    ) -> None:
+        self._retriever = retriever
+        self._generator = generator
+        self._embedder = embedder
+        self._today = today
+        self.options = options or AssistantOptions()
+        self._gaps = gaps
+
+    @property
+    def generator_name(self) -> str:
+        return self._generator.name
+
+    def ask(
+        self,
+        question: str,
+        *,
+        principal: Principal,
+        history: Sequence[Turn] = (),
+        filters: SearchFilters | None = None,
+    ) -> Answer:
+        for event in self.stream(question, principal=principal, history=history, filters=filters):
+            if isinstance(event, Final):
+                return event.answer
+        raise AssertionError("stream ended without a final event")  # pragma: no cover
+
+    def stream(
+        self,
+        question: str,
+        *,
+        principal: Principal,
+        history: Sequence[Turn] = (),
+        filters: SearchFilters | None = None,
+    ) -> Iterator[Event]:
+        started = time.perf_counter()
+        standalone = self.standalone(question, history)
+        hits = self._retriever.retrieve(
+            standalone,
+            self.options.k,
+            today=self._today(),
+            filters=filters,
+            principal=principal,
+            neighbors=self.options.neighbors,
+        )
+        timings = {"retrieve": _ms(started)}
+        top = max((h.dense_score or 0.0 for h in hits), default=0.0)
+        base = Answer(question, standalone, "", False, [], [], generator=self._generator.name)
+        if top < self.options.refusal_threshold:
+            timings["total"] = _ms(started)
+            yield Final(self._refuse(base, hits, principal, "no relevant source", top, timings))
+            return
+        sources = number_sources(hits)
+        parts: list[str] = []
+        for delta in self._generator.stream(standalone, sources):
+            if not parts:
+                timings["first_token"] = _ms(started)
+            parts.append(delta)
+            yield Token(delta)
+        text = "".join(parts).strip()
+        timings["generate"] = _ms(started) - timings["retrieve"]
+        if not text or (_DONT_KNOW.search(text) and not re.search(r"\[\d", text)):
+            timings["total"] = _ms(started)
+            reason = "the model found no answer"
+            yield Final(self._refuse(base, hits, principal, reason, top, timings))
+            return
+        checked = check_citations(text, sources, self._embedder, self.options.check)
+        timings["total"] = _ms(started)
+        if not any(s.sources for s in checked.sentences):
+            reason = "no statement was supported by a source"
+            answer = self._refuse(base, hits, principal, reason, top, timings)
+            answer.unsupported = [s.text for s in checked.dropped]
+            yield Final(answer)
+            return
+        yield Final(self._compose(base, checked, sources, timings))
+
+    def standalone(self, question: str, history: Sequence[Turn]) -> str:
+        """The follow-up rewritten to stand alone: by the model when it can, otherwise by
+        carrying the previous question along when this one refers back to it."""
+        previous = [t.content for t in history if t.role == "user"]
+        if not previous:
+            return question
+        rewritten = self._generator.rewrite(history, question)
+        if rewritten:
+            return rewritten
+        if _REFERS_BACK.search(question) or len(question.split()) <= 4:
+            return f"{previous[-1]} {question}"
+        return question
+
+    def _compose(
+        self, base: Answer, checked: CheckedAnswer, sources: list[Source], timings: dict[str, float]
+    ) -> Answer:
+        by_n = {s.n: s for s in sources}
+        lines = []
+        for sentence in checked.sentences:
+            marks = "".join(f"[{n}]" for n in sentence.sources)
+            lines.append(f"{sentence.text} {marks}".strip())
+        support = dict.fromkeys(checked.cited(), 0.0)
+        for sentence in checked.sentences:
+            for n in sentence.sources:
+                support[n] = max(support[n], sentence.support)
+        pages: dict[int, tuple[float, int | None]] = {}
+        for sentence in checked.sentences:
+            for n, page in sentence.pages.items():
+                if n not in pages or sentence.support > pages[n][0]:
+                    pages[n] = (sentence.support, page)
+        citations = [
+            _citation(by_n[n], support[n], pages.get(n, (0.0, None))[1]) for n in checked.cited()
+        ]
+        warnings = [
+            f'[{c.n}] "{c.title}" is past its review date ({c.review_date}); '
+            f"owner: {c.owner}. Check with them before relying on it."
+            for c in citations
+            if c.stale
+        ]
+        answer = "\n".join(lines)
+        if warnings:
+            stale = ", ".join(f"[{c.n}]" for c in citations if c.stale)
+            answer += f"\n\nWarning: {stale} past review date; the content may be out of date."
+        base.answer = answer
+        base.citations = citations
+        base.warnings = warnings
+        base.unsupported = [s.text for s in checked.dropped]
+        base.timings_ms = timings
+        return base
+
+    def _refuse(
+        self,
+        base: Answer,
+        hits: list[Hit],
+        principal: Principal,
+        reason: str,
+        top: float,
+        timings: dict[str, float],
+    ) -> Answer:
+        nearby: list[dict[str, str]] = []
+        for hit in hits:
+            if (hit.dense_score or 0.0) >= self.options.nearby_threshold and hit.doc_id not in {
+                n["doc_id"] for n in nearby
+            }:
+                nearby.append({"doc_id": hit.doc_id, "title": hit.title})
+        text = REFUSAL_SENTENCE
+        if nearby:
+            titles = "; ".join(f'"{n["title"]}"' for n in nearby[:3])
+            text += f" Related documents that may help: {titles}."
+        base.answer = text
+        base.refused = True
+        base.refusal_reason = reason
+        base.nearby = nearby[:3]
+        base.timings_ms = timings
+        if self._gaps is not None:
+            groups = ["admin"] if principal.admin else sorted(principal.groups)
+            self._gaps.record(
+                base.standalone_question,
+                groups,
+                reason,
+                top_score=round(top, 4),
+                nearby=[n["doc_id"] for n in nearby[:3]],
+            )
+        return base
+
+
+def _citation(source: Source, support: float, page: int | None) -> Citation:
+    hit = next((h for h in source.hits if page is not None and h.page == page), source.best)
+    return Citation(
+        n=source.n,
+        doc_id=hit.doc_id,
+        title=hit.title,
+        path=hit.path,
+        page=hit.page,
+        section=hit.section,
+        stale=hit.is_stale,
+        support=round(support, 3),
+        owner=hit.owner,
+        review_date=hit.review_date,
+        link=source_link(hit),
+    )
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
