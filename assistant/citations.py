@@ -93,6 +93,12 @@ def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     return out
 
 
+def _connective(text: str, options: CheckOptions) -> bool:
+    """Text that states nothing to check: "Here are the steps:", "In short,"."""
+    lead_in = text.endswith(":") and len(text.split()) <= 8
+    return lead_in or len(content_words(text)) < options.min_content_words
+
+
 def content_words(text: str) -> set[str]:
     return {w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP}
 
@@ -118,7 +124,7 @@ def check_citations(
         elif scores[best] >= options.threshold:
             chosen = [sources[best].n]
             moved += bool(claimed)
-        elif len(content_words(text)) < options.min_content_words and not claimed:
+        elif _connective(text, options) and not claimed:
             kept.append(CheckedSentence(text, [], 0.0, claimed))  # connective text
             continue
         else:

