@@ -71,18 +71,16 @@ def test_python_evaluator_agrees_with_chroma(
     filters: SearchFilters,
     principal: Principal,
 ) -> None:
-    collection = chroma_client.create_collection(f"f_{uuid.uuid4().hex[:12]}")
-    try:
-        ids = [f"r{i}" for i in range(len(records))]
-        collection.add(
-            ids=ids, embeddings=[[1.0, float(i)] for i in range(len(ids))], metadatas=records
-        )
-        where = build_where(filters, principal, TODAY)
-        by_chroma = set(collection.get(where=where)["ids"]) if where else set(ids)
-        by_python = {i for i, md in zip(ids, records, strict=True) if matches(where, md)}
-        assert by_python == by_chroma, where
-    finally:
-        chroma_client.delete_collection(collection.name)
+    name = f"f_{uuid.uuid4().hex[:12]}"
+    collection = chroma_client.create_collection(name)  # left in place: see drop_store
+    ids = [f"{name}-{i}" for i in range(len(records))]
+    collection.add(
+        ids=ids, embeddings=[[1.0, float(i)] for i in range(len(ids))], metadatas=records
+    )
+    where = build_where(filters, principal, TODAY)
+    by_chroma = set(collection.get(where=where)["ids"]) if where else set(ids)
+    by_python = {i for i, md in zip(ids, records, strict=True) if matches(where, md)}
+    assert by_python == by_chroma, where
 
 
 def test_access_clause_always_admits_everyone_documents() -> None:

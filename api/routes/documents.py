@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import FileResponse
+
+from api.deps import PrincipalDep, ServicesDep
+from api.schemas import ChunkOut, DocumentDetail, DocumentOut
+from assistant.review import OwnerQueue, readable, review_queue
+from index.errors import NotFoundError
+from index.records import DocumentRecord
+
+router = APIRouter(tags=["documents"])
+
+_MEDIA = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "html": "text/html; charset=utf-8",
+    "markdown": "text/markdown; charset=utf-8",
+    "text": "text/plain; charset=utf-8",
+}
+
+
+def _out(record: DocumentRecord, services: ServicesDep) -> DocumentOut:
+    meta = record.meta
+    return DocumentOut(
+        doc_id=meta.id,
+        title=meta.title,
+        doc_type=meta.doc_type.value,
+        department=meta.department,
+        owner=meta.owner,
+        status=meta.status.value,
+        access=meta.access,
+        tags=meta.tags,
+        path=record.path,
+        format=record.format,
+        review_date=meta.review_date,
+        stale=meta.is_stale(services.settings.today_date()),
+        chunks=record.chunk_count,
+        ingested_at=record.ingested_at,
+        supersedes=meta.supersedes,
+        project=meta.project,
+        vendor=meta.vendor,
+        outcome=meta.outcome,
+        year=meta.year,
+    )
+
+
+def _readable_record(doc_id: str, services: ServicesDep, principal: PrincipalDep) -> DocumentRecord:
+    """The document, or NotFound: a document the caller may not read does not exist for them."""
+    record = services.store.document(doc_id)
+    if record is None or not readable([record], principal):
+        raise NotFoundError(f"no document '{doc_id}': check the id with GET /v1/documents")
+    return record
+
+
+@router.get("/v1/documents", response_model=list[DocumentOut])
+def list_documents(services: ServicesDep, principal: PrincipalDep) -> list[DocumentOut]:
+    """Every document the caller may read, with review status."""
+    records = readable(services.store.documents(), principal)
+    return [_out(r, services) for r in sorted(records, key=lambda r: r.doc_id)]
+
+
+@router.get("/v1/documents/stale", response_model=list[OwnerQueue])
+def stale_documents(services: ServicesDep, principal: PrincipalDep) -> list[OwnerQueue]:
+    """The review queue: documents past their review date, grouped by owner, most overdue
+    first."""
+    records = readable(services.store.documents(), principal)
+    return review_queue(records, services.settings.today_date())
+
+
+@router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)
+def get_document(doc_id: str, services: ServicesDep, principal: PrincipalDep) -> DocumentDetail:
+    """A document's metadata, review status and chunks."""
+    record = _readable_record(doc_id, services, principal)
+    chunks = [
+        ChunkOut(chunk_id=cid, section=str(md.get("section", "")), page=md.get("page"), text=text)
+        for cid, text, md in services.store.document_chunks(doc_id)
+    ]
+    return DocumentDetail(**_out(record, services).model_dump(), chunk_list=chunks)
+
+
+@router.get("/v1/documents/{doc_id}/source", response_class=FileResponse)
+def document_source(doc_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+    """The original file, so that a citation can be opened (append `#page=N` for a PDF)."""
+    record = _readable_record(doc_id, services, principal)
+    path = record.source
+    if not path.is_file():
+        raise NotFoundError(f"the source file of '{doc_id}' is no longer at {record.path}")
+    return FileResponse(path, media_type=_MEDIA.get(record.format), filename=path.name)

@@ -1,0 +1,95 @@
+"""Request and response bodies of the HTTP API (the OpenAPI schema is built from these)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from assistant.prompt import Turn
+from index.filters import SearchFilters
+from index.hits import Hit
+
+
+class SearchFiltersIn(BaseModel):
+    """Which documents to draw from; a list means "any of"."""
+
+    department: str | list[str] | None = Field(None, examples=["finance"])
+    doc_type: str | list[str] | None = Field(None, examples=[["playbook", "lessons_learned"]])
+    status: str | list[str] | None = Field(None, description="Default: all but superseded/retired.")
+    tags: list[str] | None = None
+    owner: str | None = None
+    vendor: str | None = None
+    year: int | None = None
+    reviewed_from: dt.date | None = Field(None, description="Last reviewed on or after.")
+    reviewed_to: dt.date | None = Field(None, description="Last reviewed on or before.")
+    stale: bool | None = Field(
+        None, description="true: only past review date; false: only current."
+    )
+    include_superseded: bool = False
+
+    def to_filters(self) -> SearchFilters:
+        return SearchFilters.build(**self.model_dump())
+
+
+class SearchRequest(BaseModel):
+    query: str = Field(min_length=1, max_length=2000, examples=["invoice matching vendor"])
+    k: int = Field(5, ge=1, le=100)
+    filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
+    neighbors: int = Field(0, ge=0, le=3, description="Attach this many chunks either side.")
+
+
+class SearchResponse(BaseModel):
+    hits: list[Hit]
+
+
+class TurnIn(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str = Field(max_length=8000)
+
+    def to_turn(self) -> Turn:
+        return Turn(self.role, self.content)
+
+
+class AskRequest(BaseModel):
+    question: str = Field(
+        min_length=1, max_length=2000, examples=["How do we deploy document processing?"]
+    )
+    history: list[TurnIn] = Field(
+        default_factory=list, max_length=20, description="Earlier turns, oldest first."
+    )
+    filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
+
+
+class DocumentOut(BaseModel):
+    doc_id: str
+    title: str
+    doc_type: str
+    department: str
+    owner: str
+    status: str
+    access: list[str]
+    tags: list[str]
+    path: str
+    format: str
+    review_date: dt.date | None
+    stale: bool
+    chunks: int
+    ingested_at: dt.datetime
+    supersedes: list[str]
+    project: str | None = None
+    vendor: str | None = None
+    outcome: str | None = None
+    year: int | None = None
+
+
+class ChunkOut(BaseModel):
+    chunk_id: str
+    section: str
+    page: int | None
+    text: str
+
+
+class DocumentDetail(DocumentOut):
+    chunk_list: list[ChunkOut]
