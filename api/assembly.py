@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from api.settings import Settings
 from assistant.citations import CheckOptions
@@ -11,6 +10,7 @@ from assistant.gaps import GapLog
 from assistant.generators import Generator, GeneratorConfig, make_generator
 from assistant.service import Assistant, AssistantOptions
 from index.embedding import SentenceTransformerEmbedder
+from index.environment import use_offline_environment
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
 from index.store import ChromaStore
@@ -20,15 +20,7 @@ from ingest.sync import Ingester
 
 def configure_runtime(settings: Settings) -> None:
     """Process-wide switches of third-party libraries: no telemetry, no hub downloads."""
-    for key, value in {
-        "DO_NOT_TRACK": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "UNSTRUCTURED_DISABLE_NOTICE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "ANONYMIZED_TELEMETRY": "False",
-    }.items():
-        os.environ.setdefault(key, value)
+    use_offline_environment()
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

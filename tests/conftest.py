@@ -4,7 +4,6 @@ so a hidden model or telemetry download shows up as an error, not as a slow pass
 from __future__ import annotations
 
 import ipaddress
-import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -13,15 +12,9 @@ from typing import Any
 
 import pytest
 
-for _key, _value in {
-    "DO_NOT_TRACK": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "UNSTRUCTURED_DISABLE_NOTICE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "ANONYMIZED_TELEMETRY": "False",
-}.items():
-    os.environ[_key] = _value
+from index.environment import use_offline_environment
+
+use_offline_environment(force=True)
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
