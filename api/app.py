@@ -36,7 +36,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
-        embedder = build_embedder(settings)
+        embedder = build_embedder(settings, threads=settings.serve_threads)
         retriever = build_retriever(settings, store, embedder)
         retriever.warm()  # load the model and the keyword index now, not on the first request
         assistant = build_assistant(

@@ -39,9 +39,11 @@ def build_store(settings: Settings) -> ChromaStore:
     )
 
 
-def build_embedder(settings: Settings) -> SentenceTransformerEmbedder:
+def build_embedder(
+    settings: Settings, *, threads: int | None = None
+) -> SentenceTransformerEmbedder:
     return SentenceTransformerEmbedder(
-        settings.embedding_model_path, batch_size=settings.embed_batch_size
+        settings.embedding_model_path, batch_size=settings.embed_batch_size, threads=threads
     )
 
 

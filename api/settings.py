@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     citation_threshold: float = Field(
         0.55, ge=0, le=1, description="Support under which a cited sentence is unsupported."
     )
+    serve_threads: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="CPU threads torch uses in `kb serve` (1 keeps query latency steady when "
+        "requests run side by side; `kb ingest` uses all cores).",
+    )
     today: dt.date | None = Field(
         None,
         description="Override today's date (YYYY-MM-DD) for review-date checks; "

@@ -56,9 +56,12 @@ def packaged_model_path() -> Path:
 class SentenceTransformerEmbedder:
     """A local sentence-transformers model, loaded on first use and shared by threads."""
 
-    def __init__(self, model_path: Path | None = None, *, batch_size: int = 64) -> None:
+    def __init__(
+        self, model_path: Path | None = None, *, batch_size: int = 64, threads: int | None = None
+    ) -> None:
         self._path = model_path
         self._batch_size = batch_size
+        self._threads = threads
         self._model: SentenceTransformer | None = None
         self._lock = threading.Lock()
 
@@ -74,6 +77,10 @@ class SentenceTransformerEmbedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        if self._threads:
+            import torch
+
+            torch.set_num_threads(self._threads)  # process-wide: torch has no per-call setting
         path = self._path or packaged_model_path()
         if not Path(path).is_dir():
             raise ConfigurationError(

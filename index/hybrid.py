@@ -74,8 +74,7 @@ class HybridRetriever:
         n = max(self.options.candidates, k * 2)
         dense = self._dense(query, n, where) if self.options.mode != "keyword" else []
         keyword = self._keyword.search(query, n, where) if self.options.mode != "dense" else []
-        fused = self._fuse(dense, keyword, today, where)
-        hits = _collapse_duplicates(fused, self.options.duplicate_similarity)[:k]
+        hits = self._materialize(self._fuse(dense, keyword), dense, keyword, k, today, where)
         return self._with_neighbors(hits, neighbors) if neighbors > 0 else hits
 
     def _dense(self, query: str, n: int, where: Where | None) -> list[tuple[str, str, Any, float]]:
@@ -83,43 +82,57 @@ class HybridRetriever:
         return self._store.query(vector, n, where)
 
     def _fuse(
+        self, dense: list[tuple[str, str, dict[str, Any], float]], keyword: list[tuple[str, float]]
+    ) -> list[tuple[str, float]]:
+        """Weighted reciprocal rank fusion: (chunk id, score in 0..1), best first."""
+        o = self.options
+        dense_weight = o.dense_weight if dense else 0.0
+        keyword_weight = o.keyword_weight if keyword else 0.0
+        best = (dense_weight + keyword_weight) / (o.rrf_k + 1) or 1.0
+        fused: dict[str, float] = {}
+        for rank, (cid, *_rest) in enumerate(dense, start=1):
+            fused[cid] = fused.get(cid, 0.0) + dense_weight / (o.rrf_k + rank)
+        for rank, (cid, _) in enumerate(keyword, start=1):
+            fused[cid] = fused.get(cid, 0.0) + keyword_weight / (o.rrf_k + rank)
+        ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
+        return [(cid, score / best) for cid, score in ranked]
+
+    def _materialize(
         self,
+        ranked: list[tuple[str, float]],
         dense: list[tuple[str, str, dict[str, Any], float]],
         keyword: list[tuple[str, float]],
+        k: int,
         today: dt.date,
         where: Where | None,
     ) -> list[Hit]:
-        o = self.options
-        weights = {"dense": o.dense_weight if dense else 0.0}
-        weights["keyword"] = o.keyword_weight if keyword else 0.0
-        best = sum(w / (o.rrf_k + 1) for w in weights.values()) or 1.0
-        fused: dict[str, float] = {}
-        for rank, (cid, *_rest) in enumerate(dense, start=1):
-            fused[cid] = fused.get(cid, 0.0) + weights["dense"] / (o.rrf_k + rank)
-        for rank, (cid, _) in enumerate(keyword, start=1):
-            fused[cid] = fused.get(cid, 0.0) + weights["keyword"] / (o.rrf_k + rank)
-
+        """Hits in fused order, near-duplicates collapsed, until k are kept. Texts of
+        keyword-only candidates are fetched a window at a time, only as far as needed; a
+        window is finished even past k so that a current copy of a stale text can replace it."""
         rows = {cid: (text, md) for cid, text, md, _ in dense}
-        missing = [cid for cid, _ in keyword if cid not in rows]
-        rows.update(self._store.get_chunks(missing))
         dense_scores = {cid: score for cid, _, _, score in dense}
         keyword_scores = dict(keyword)
-        hits: list[Hit] = []
-        for cid, score in sorted(fused.items(), key=lambda item: (-item[1], item[0])):
-            if cid not in rows:
-                continue  # deleted between the two reads
-            text, md = rows[cid]
-            if not matches(where, md):  # defence in depth: never return what is not allowed
-                log.error("chunk %s matched a query it is not allowed in; dropped", cid)
-                continue
-            hits.append(
-                hit_from_chroma(cid, text, md, today).with_(
-                    score=round(score / best, 4),
+        kept = _Deduplicator(self.options.duplicate_similarity)
+        window = max(2 * k, 10)
+        for start in range(0, len(ranked), window):
+            part = ranked[start : start + window]
+            rows.update(self._store.get_chunks([cid for cid, _ in part if cid not in rows]))
+            for cid, score in part:
+                if cid not in rows:
+                    continue  # deleted between the two reads
+                text, md = rows[cid]
+                if not matches(where, md):  # defence in depth: never return what is not allowed
+                    log.error("chunk %s matched a query it is not allowed in; dropped", cid)
+                    continue
+                hit = hit_from_chroma(cid, text, md, today).with_(
+                    score=round(score, 4),
                     dense_score=_round(dense_scores.get(cid)),
                     keyword_score=_round(keyword_scores.get(cid)),
                 )
-            )
-        return hits
+                kept.add(hit)
+            if len(kept.hits()) >= k:  # the rest of a window can still swap in a current copy
+                break
+        return kept.hits()[:k]
 
     def _with_neighbors(self, hits: list[Hit], window: int) -> list[Hit]:
         wanted: list[str] = []
@@ -152,21 +165,26 @@ def _shingles(text: str) -> set[tuple[str, ...]]:
     return {tuple(words[i : i + 3]) for i in range(len(words) - 2)}
 
 
-def _collapse_duplicates(hits: list[Hit], threshold: float) -> list[Hit]:
-    """Keep the best-ranked of near-identical chunks; between a stale and a current copy of
-    the same text, keep the current one at the better rank."""
-    kept: list[tuple[Hit, set[tuple[str, ...]]]] = []
-    for hit in hits:
+class _Deduplicator:
+    """Keeps the best-ranked of near-identical chunks; between a stale and a current copy of
+    the same text, keeps the current one at the better rank."""
+
+    def __init__(self, threshold: float) -> None:
+        self._threshold = threshold
+        self._kept: list[tuple[Hit, set[tuple[str, ...]]]] = []
+
+    def add(self, hit: Hit) -> None:
         shingles = _shingles(hit.text)
-        for i, (other, other_shingles) in enumerate(kept):
+        for i, (other, other_shingles) in enumerate(self._kept):
             union = len(shingles | other_shingles) or 1
-            if len(shingles & other_shingles) / union >= threshold:
+            if len(shingles & other_shingles) / union >= self._threshold:
                 if other.is_stale and not hit.is_stale:
-                    kept[i] = (hit.with_(score=other.score), shingles)
-                break
-        else:
-            kept.append((hit, shingles))
-    return [hit for hit, _ in kept]
+                    self._kept[i] = (hit.with_(score=other.score), shingles)
+                return
+        self._kept.append((hit, shingles))
+
+    def hits(self) -> list[Hit]:
+        return [hit for hit, _ in self._kept]
 
 
 def _join_overlapping(parts: list[str]) -> str:

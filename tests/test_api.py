@@ -45,7 +45,10 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         ),
     )
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"), today="2026-11-28", generator="extractive"
+        data_dir=tmp_path_factory.mktemp("data"),
+        today="2026-11-28",
+        generator="extractive",
+        serve_threads=2,  # torch threads are process-wide: leave the other tests theirs
     )
     store = build_store(settings)
     build_ingester(settings, store, build_embedder(settings)).sync(root)
