@@ -69,7 +69,9 @@ class Settings(BaseSettings):
     )
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
     keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
-    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    rrf_k: int = Field(
+        5, ge=1, description="Reciprocal rank fusion constant (tuned on the golden set)."
+    )
     retrieval_candidates: int = Field(
         50, ge=1, le=1000, description="Candidates each retriever contributes before fusion."
     )

@@ -29,7 +29,7 @@ class RetrievalOptions:
     mode: Mode = "hybrid"
     dense_weight: float = 1.0
     keyword_weight: float = 1.0
-    rrf_k: int = 60
+    rrf_k: int = 5  # tuned on the golden set (evals/README.md)
     candidates: int = 50  # per retriever, before fusion
     duplicate_similarity: float = 0.85  # word-shingle Jaccard above which two chunks are one
     max_k: int = 100
