@@ -81,8 +81,18 @@ class KeywordIndex:
         mask = self._mask(built, where)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
-        top = np.argsort(-scores, kind="stable")[:k]
+        k = min(k, len(scores))
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
         return [(built.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def allowed_share(self, where: Where | None) -> float:
+        """The share of all chunks that `where` admits (1.0 without a clause)."""
+        built = self.current()
+        mask = self._mask(built, where)
+        if mask is None or not len(mask):
+            return 1.0
+        return float(mask.mean())
 
     def current(self) -> _Built:
         generation = self._store.generation()
