@@ -6,7 +6,9 @@ embedding model, so paraphrases count), blended with lexical coverage (the share
 sentence's content words found in the source, so numbers and names must really be there).
 A citation that its source does not support moves to the source that does; a sentence no
 source supports is removed from the answer and reported; a supported sentence without a
-citation gets one. Citations are renumbered in order of first use.
+citation gets one. Citations keep the numbers of the sources as retrieved, so that text
+already streamed and the checked answer agree. A trailing fragment (generation cut off by the
+token limit) is dropped.
 """
 
 from __future__ import annotations
@@ -93,6 +95,11 @@ def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     return out
 
 
+def _cut_off(text: str) -> bool:
+    """The unfinished end of an answer stopped by the token limit ("... and then By")."""
+    return not text.rstrip().endswith((".", "!", "?", ":", ")", '"')) and len(text.split()) < 6
+
+
 def _connective(text: str, options: CheckOptions) -> bool:
     """Text that states nothing to check: "Here are the steps:", "In short,"."""
     lead_in = text.endswith(":") and len(text.split()) <= 8
@@ -107,6 +114,8 @@ def check_citations(
     answer: str, sources: Sequence[Source], embedder: Embedder, options: CheckOptions
 ) -> CheckedAnswer:
     parsed = split_sentences(answer)
+    if parsed and _cut_off(parsed[-1][0]):
+        parsed = parsed[:-1]
     if not parsed or not sources:
         return CheckedAnswer([], [CheckedSentence(t, [], 0.0, c) for t, c in parsed], 0)
     support, best_hit = _support_matrix([t for t, _ in parsed], sources, embedder, options)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -105,10 +106,12 @@ class LlamaCppChat:
                     f"local model {self._path} does not exist: run `make install` or set "
                     "KB_LLM_MODEL_PATH to a GGUF file"
                 )
+            threads = self._threads or os.cpu_count() or 1  # llama-cpp's default is half
             self._llm = Llama(
                 model_path=str(self._path),
                 n_ctx=self._n_ctx,
-                n_threads=self._threads,
+                n_threads=threads,
+                n_threads_batch=threads,
                 verbose=False,
             )
         return self._llm
@@ -242,11 +245,15 @@ def _sentences(text: str) -> list[str]:
     out = []
     for line in text.splitlines():
         item = bool(_LIST_ITEM.match(line))
+        if " | " in line:
+            continue  # a table row reads as nonsense on its own
         for sentence, _ in split_sentences(_LIST_ITEM.sub("", line)):
             sentence = sentence.strip()
             if len(sentence.split()) < (3 if item else 6):
                 continue  # headings, labels and fragments
-            sentence = sentence if sentence[-1] in ".!?:" else sentence + "."
+            if sentence.endswith(("?", ":")):
+                continue  # a FAQ's question or a lead-in, not an answer
+            sentence = sentence.rstrip(";,") + ("" if sentence[-1] in ".!" else ".")
             out.append(f"- {sentence}" if item else sentence)
             item = False
     return out

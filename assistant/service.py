@@ -155,7 +155,7 @@ class Assistant:
             parts.append(delta)
             yield Token(delta)
         text = "".join(parts).strip()
-        timings["generate"] = _ms(started) - timings["retrieve"]
+        timings["generate"] = round(_ms(started) - timings["retrieve"], 1)
         if not text or (_DONT_KNOW.search(text) and not re.search(r"\[\d", text)):
             timings["total"] = _ms(started)
             reason = "the model found no answer"

@@ -115,3 +115,12 @@ def test_citations_to_missing_sources_are_not_trusted(
 ) -> None:
     checked = check_citations(f"Prompts are kept for 30 days {marker}.", SOURCES, embedder, OPTIONS)
     assert checked.sentences[0].sources == [1]
+
+
+def test_a_fragment_cut_off_by_the_token_limit_is_dropped(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    checked = check_citations(
+        "Prompts sent to KAIG are kept for 30 days [1].\nBy", SOURCES, embedder, OPTIONS
+    )
+    assert [s.text for s in checked.sentences] == ["Prompts sent to KAIG are kept for 30 days."]
