@@ -37,3 +37,4 @@ unit: install
 ## Benchmarks under evals/ (not part of the test command: they measure, they do not assert).
 bench: install
 	$(BIN)/python -m evals.bench_ingest
+	$(BIN)/python -m evals.bench_retrieval

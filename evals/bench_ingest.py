@@ -23,126 +23,46 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
-import json
 import os
-import platform
-import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import yaml
 
+from evals.benchkit import (
+    REPO,
+    Column,
+    Span,
+    Stopwatch,
+    TimedProxy,
+    build_llama_baseline,
+    clock,
+    configure_runtime,
+    format_table,
+    machine,
+    phase,
+    prepare_roots,
+    verdict,
+    write_json,
+)
 from index.embedding import SentenceTransformerEmbedder, packaged_model_path
 from index.store import ChromaStore
-from ingest.metadata import sidecar_path, split_front_matter
-from ingest.parsing import TEXT_FORMATS
-from ingest.sources import discover
 from ingest.sync import Ingester, IngestReport
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_ROOTS = ("../shared/bench/contoso_hr/docs", "corpus")
 DEFAULT_OUT = REPO / "data" / "bench" / "ingest.json"
-BENCH_SIDECAR = {"doc_type": "policy", "department": "hr", "owner": "bench"}
 STORE_WRITES = ("put_document", "upsert_chunks", "delete_other_versions")
 TARGET_EMBED_VS_BARE = 0.85
 TARGET_REINGEST_VS_COLD = 0.05
 BARE_BATCH = 64
-# Read as plain text by SimpleDirectoryReader when llama-index-readers-file is absent.
-LLAMA_TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
-RUNTIME_ENV = {
-    "DO_NOT_TRACK": "1",
-    "HF_HUB_OFFLINE": "1",
-    "TRANSFORMERS_OFFLINE": "1",
-    "UNSTRUCTURED_DISABLE_NOTICE": "1",
-    "TOKENIZERS_PARALLELISM": "false",
-    "ANONYMIZED_TELEMETRY": "False",
-}
 CountTokens = Callable[[Sequence[str]], list[int]]
 
 
 # -- timing -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Span:
-    """Wall seconds, and CPU seconds of this process (all threads). The machine has two cores
-    and may be shared: CPU seconds show how much of a wall-time change is contention."""
-
-    wall: float = 0.0
-    cpu: float = 0.0
-
-    def __add__(self, other: Span) -> Span:
-        return Span(self.wall + other.wall, self.cpu + other.cpu)
-
-    def __sub__(self, other: Span) -> Span:
-        return Span(self.wall - other.wall, self.cpu - other.cpu)
-
-    @classmethod
-    def now(cls) -> Span:
-        return cls(time.perf_counter(), time.process_time())
-
-    def to_json(self) -> dict[str, float]:
-        return {"seconds": round(self.wall, 3), "cpu_seconds": round(self.cpu, 3)}
-
-
-@contextmanager
-def clock() -> Iterator[Callable[[], Span]]:
-    """`with clock() as elapsed:` ... `elapsed()` is the block's Span once it is done."""
-    start = Span.now()
-    end: list[Span] = []
-    yield lambda: (end[0] if end else Span.now()) - start
-    end.append(Span.now())
-
-
-@dataclass
-class Stopwatch:
-    """Accumulated Spans and call counts per name."""
-
-    spans: dict[str, Span] = field(default_factory=dict)
-    calls: dict[str, int] = field(default_factory=dict)
-
-    @contextmanager
-    def time(self, name: str) -> Iterator[None]:
-        start = Span.now()
-        try:
-            yield
-        finally:
-            self.spans[name] = self.spans.get(name, Span()) + (Span.now() - start)
-            self.calls[name] = self.calls.get(name, 0) + 1
-
-    def total(self, names: Iterable[str]) -> Span:
-        return sum((self.spans.get(n, Span()) for n in names), Span())
-
-    def to_json(self) -> dict[str, Any]:
-        return {n: {**s.to_json(), "calls": self.calls[n]} for n, s in self.spans.items()}
-
-
-class TimedProxy:
-    """Delegates every attribute to `inner`; the methods named in `timed` are timed."""
-
-    def __init__(self, inner: Any, watch: Stopwatch, timed: Iterable[str]) -> None:
-        self._inner = inner
-        self._watch = watch
-        self._timed = frozenset(timed)
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._inner, name)
-        if name not in self._timed:
-            return attr
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            with self._watch.time(name):
-                return attr(*args, **kwargs)
-
-        return timed
 
 
 class RecordingEmbedder(TimedProxy):
@@ -199,56 +119,6 @@ class TextStats:
             "window_tokens": self.window_tokens,
             "truncated_by_model": self.truncated,
         }
-
-
-# -- roots ------------------------------------------------------------------------------------
-
-
-def copy_tree(src: Path, dst: Path) -> int:
-    """Files only, with default permissions (the source may be read-only)."""
-    count = 0
-    for path in sorted(p for p in src.rglob("*") if p.is_file()):
-        target = dst / path.relative_to(src)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        count += 1
-    return count
-
-
-def needs_sidecar(path: Path, fmt: str) -> bool:
-    if fmt == "markdown" or sidecar_path(path).exists():
-        return False
-    if fmt in TEXT_FORMATS:  # plain text may carry front matter instead
-        front, _ = split_front_matter(path.read_text(encoding="utf-8", errors="replace"))
-        return front is None
-    return True
-
-
-def write_sidecars(root: Path) -> list[str]:
-    written = []
-    for source in discover(root)[0]:
-        if needs_sidecar(source.path, source.fmt):
-            sidecar_path(source.path).write_text(yaml.safe_dump(BENCH_SIDECAR), encoding="utf-8")
-            written.append(source.rel)
-    return written
-
-
-def prepare_roots(roots: Sequence[Path], workdir: Path) -> tuple[list[Path], list[dict[str, Any]]]:
-    copies: list[Path] = []
-    notes: list[dict[str, Any]] = []
-    for i, root in enumerate(roots):
-        if not root.is_dir():
-            print(f"note: skipping {root}: not a folder", file=sys.stderr)
-            notes.append({"root": str(root), "skipped": "not a folder"})
-            continue
-        copy = workdir / "roots" / f"{i}-{root.name}"
-        files = copy_tree(root, copy)
-        sidecars = write_sidecars(copy)
-        copies.append(copy)
-        notes.append(
-            {"root": str(root), "copy": str(copy), "files": files, "sidecars_written": sidecars}
-        )
-    return copies, notes
 
 
 # -- our pipeline -----------------------------------------------------------------------------
@@ -368,71 +238,6 @@ def run_bare(model_path: Path, texts: Sequence[str], stats: TextStats) -> dict[s
 # -- plain LlamaIndex baseline ----------------------------------------------------------------
 
 
-def llama_files(roots: Sequence[Path]) -> tuple[list[Path], list[Path], list[str]]:
-    """(PDFs, files SimpleDirectoryReader reads offline, skipped files): the documents our
-    pipeline sees (same discovery, sidecars excluded)."""
-    has_file_readers = importlib.util.find_spec("llama_index.readers") is not None
-    pdfs: list[Path] = []
-    texts: list[Path] = []
-    skipped: list[str] = []
-    for root in roots:
-        for source in discover(root)[0]:
-            suffix = source.path.suffix.lower()
-            if suffix == ".pdf":
-                pdfs.append(source.path)
-            elif suffix in LLAMA_TEXT_SUFFIXES or has_file_readers:
-                texts.append(source.path)
-            else:
-                skipped.append(f"{root.name}/{source.rel}")
-    return pdfs, texts, skipped
-
-
-def read_pdf_pages(paths: Sequence[Path]) -> list[Any]:
-    from llama_index.core import Document
-    from pypdf import PdfReader
-
-    return [
-        Document(text=page.extract_text() or "", metadata={"file_name": p.name, "page": n})
-        for p in paths
-        for n, page in enumerate(PdfReader(p).pages, start=1)
-    ]
-
-
-def read_other(paths: Sequence[Path]) -> list[Any]:
-    from llama_index.core import SimpleDirectoryReader
-
-    if not paths:
-        return []
-    return list(SimpleDirectoryReader(input_files=[str(p) for p in paths]).load_data())
-
-
-def load_llama_model(model_path: Path) -> tuple[Any, float]:
-    from llama_index.core import Settings
-    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
-
-    with clock() as elapsed:
-        model = HuggingFaceEmbedding(model_name=str(model_path), device="cpu")
-        model.get_text_embedding("warm up the model")
-    Settings.llm = None
-    Settings.embed_model = model
-    return model, elapsed().wall
-
-
-def llama_storage(chroma_dir: Path) -> Any:
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-    from llama_index.core import StorageContext
-    from llama_index.vector_stores.chroma import ChromaVectorStore
-
-    client = chromadb.PersistentClient(
-        path=str(chroma_dir), settings=ChromaSettings(anonymized_telemetry=False)
-    )
-    collection = client.create_collection("llamaindex_baseline", embedding_function=None)
-    return StorageContext.from_defaults(
-        vector_store=ChromaVectorStore(chroma_collection=collection)
-    )
-
-
 def run_llamaindex(
     model_path: Path,
     roots: Sequence[Path],
@@ -440,52 +245,25 @@ def run_llamaindex(
     count_tokens: CountTokens,
     window: int,
 ) -> dict[str, Any]:
-    from llama_index.core import VectorStoreIndex
-    from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.schema import MetadataMode
 
-    model, load_seconds = load_llama_model(model_path)
-    pdfs, others, skipped = llama_files(roots)
-    storage = llama_storage(chroma_dir)
-    watch = Stopwatch()
-    with clock() as elapsed:
-        with watch.time("read"):
-            documents = read_pdf_pages(pdfs) + read_other(others)
-        with watch.time("split"):
-            nodes = SentenceSplitter(chunk_size=512, chunk_overlap=20).get_nodes_from_documents(
-                documents
-            )
-        with watch.time("embed_and_store"):
-            VectorStoreIndex(nodes, storage_context=storage)
-    total = elapsed()
-    texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+    baseline = build_llama_baseline(model_path, roots, chroma_dir)
+    texts = [n.get_content(metadata_mode=MetadataMode.EMBED) for n in baseline.nodes]
     stats = TextStats.of(texts, count_tokens, window)
     return {
-        "model_load_seconds": round(load_seconds, 3),
-        "embed_batch_size": model.embed_batch_size,
-        "files": {"pdf": len(pdfs), "other": len(others), "skipped": skipped},
-        "documents": len(documents),
-        "nodes": len(nodes),
+        "model_load_seconds": round(baseline.model_load_seconds, 3),
+        "embed_batch_size": baseline.model.embed_batch_size,
+        "files": baseline.files,
+        "documents": len(baseline.documents),
+        "nodes": len(baseline.nodes),
         "embedded": stats.to_json(),
-        "overall": stats.rates(total),
-        "embed_and_store": stats.rates(watch.spans["embed_and_store"]),
-        "breakdown": watch.to_json(),
+        "overall": stats.rates(baseline.total),
+        "embed_and_store": stats.rates(baseline.watch.spans["embed_and_store"]),
+        "breakdown": baseline.watch.to_json(),
     }
 
 
 # -- output -----------------------------------------------------------------------------------
-
-
-def machine() -> dict[str, Any]:
-    import torch
-
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
-    }
 
 
 def table_rows(result: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
@@ -514,19 +292,18 @@ COLUMNS = (
 
 
 def print_table(result: dict[str, Any]) -> None:
-    header = f"{'run':<26}{'chunks':>7}" + "".join(f"{title:>10}" for _, title in COLUMNS)
-    print("\n" + header + "\n" + "-" * len(header))
-    for name, chunks, row in table_rows(result):
-        cells = "".join(f"{row.get(key, '')!s:>10}" for key, _ in COLUMNS)
-        print(f"{name:<26}{chunks:>7}{cells}")
+    columns = [Column("run", 26, "<"), Column("chunks", 7)]
+    columns += [Column(title, 10) for _, title in COLUMNS]
+    rows = [
+        [name, chunks, *(row.get(key, "") for key, _ in COLUMNS)]
+        for name, chunks, row in table_rows(result)
+    ]
+    print()
+    print("\n".join(format_table(columns, rows)))
     print("tok/s: word pieces the model reads (input cut at its 256-piece window);")
     print("cpu s: CPU seconds of this process, all threads (the 2 cores may be shared)")
     for line in summary_lines(result):
         print(line)
-
-
-def verdict(met: bool) -> str:
-    return "met" if met else "NOT met"
 
 
 def summary_lines(result: dict[str, Any]) -> list[str]:
@@ -574,12 +351,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def phase(name: str, loads: dict[str, float]) -> None:
-    """Announce a phase and note the 1-minute load average as it starts."""
-    loads[name] = round(os.getloadavg()[0], 2)
-    print(f"{name} ... (load {loads[name]})", file=sys.stderr, flush=True)
-
-
 def ratios(ours: dict[str, Any], bare: dict[str, Any]) -> dict[str, Any]:
     stage = ours["embed_and_store"]
     by_wall = stage["chunks_per_s"] / bare["chunks_per_s"]
@@ -621,8 +392,7 @@ def bench(roots: Sequence[Path], workdir: Path, with_llama: bool) -> dict[str, A
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    for key, value in RUNTIME_ENV.items():
-        os.environ.setdefault(key, value)
+    configure_runtime()
     args = parse_args(argv)
     roots = [(REPO / r).resolve() for r in args.roots]
     started = dt.datetime.now(dt.UTC)
@@ -641,8 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {**machine(), "load_average_at_start": load_before},
         **result,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json(args.out, result)
     print_table(result)
     print(f"run took {result['run_seconds']} s; results in {args.out}")
     return 0
