@@ -245,8 +245,6 @@ def _sentences(text: str) -> list[str]:
     out = []
     for line in text.splitlines():
         item = bool(_LIST_ITEM.match(line))
-        if " | " in line:
-            continue  # a table row reads as nonsense on its own
         for sentence, _ in split_sentences(_LIST_ITEM.sub("", line)):
             sentence = sentence.strip()
             if len(sentence.split()) < (3 if item else 6):
