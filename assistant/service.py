@@ -49,6 +49,7 @@ class Citation:
     owner: str
     review_date: str | None
     link: str
+    pages: list[int] = field(default_factory=list)  # every page a cited sentence came from
 
 
 @dataclass
@@ -201,8 +202,14 @@ class Assistant:
             for n, page in sentence.pages.items():
                 if n not in pages or sentence.support > pages[n][0]:
                     pages[n] = (sentence.support, page)
+        all_pages: dict[int, set[int]] = {}
+        for sentence in checked.sentences:
+            for n, page in sentence.pages.items():
+                if page is not None:
+                    all_pages.setdefault(n, set()).add(page)
         citations = [
-            _citation(by_n[n], support[n], pages.get(n, (0.0, None))[1]) for n in checked.cited()
+            _citation(by_n[n], support[n], pages.get(n, (0.0, None))[1], all_pages.get(n, set()))
+            for n in checked.cited()
         ]
         warnings = [
             f'[{c.n}] "{c.title}" is past its review date ({c.review_date}); '
@@ -257,7 +264,7 @@ class Assistant:
         return base
 
 
-def _citation(source: Source, support: float, page: int | None) -> Citation:
+def _citation(source: Source, support: float, page: int | None, pages: set[int]) -> Citation:
     hit = next((h for h in source.hits if page is not None and h.page == page), source.best)
     return Citation(
         n=source.n,
@@ -271,6 +278,7 @@ def _citation(source: Source, support: float, page: int | None) -> Citation:
         owner=hit.owner,
         review_date=hit.review_date,
         link=source_link(hit),
+        pages=sorted(pages),
     )
 
 

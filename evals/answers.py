@@ -57,10 +57,19 @@ def parse_reference(truth: str) -> PageRef:
 
 
 def citation_match(answer: Answer, ref: PageRef, tolerance: int = PAGE_TOLERANCE) -> bool:
-    """Not refused, and some citation is the reference file at page N-1..N+1."""
+    """Not refused, and some citation is the reference file at page N-1..N+1 (any page a
+    cited sentence came from)."""
     if answer.refused:
         return False
-    return any(ref.matches(c.path, c.page, tolerance) for c in answer.citations)
+    return any(
+        ref.matches(c.path, page, tolerance)
+        for c in answer.citations
+        for page in _pages(c.pages, c.page)
+    )
+
+
+def _pages(pages: list[int], page: int | None) -> list[int | None]:
+    return [*pages] if pages else [page]
 
 
 # -- faithfulness -----------------------------------------------------------------------------
