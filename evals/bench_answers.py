@@ -51,6 +51,7 @@ from evals.answers import (
     warned_stale,
 )
 from evals.benchkit import (
+    CONTOSO,
     REPO,
     Column,
     configure_runtime,
@@ -58,13 +59,13 @@ from evals.benchkit import (
     machine,
     percentiles,
     prepare_roots,
+    read_jsonl,
 )
 from evals.golden import GoldenQuestion, load_golden
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
 
-CONTOSO = (REPO / ".." / "shared" / "bench" / "contoso_hr").resolve()
 ROOTS = {"contoso": CONTOSO / "docs", "golden": REPO / "corpus"}
 GENERATORS = ("extractive", "local")
 GOLDEN_TODAY = "2026-11-28"  # the golden set's stale labels hold as of this day
@@ -82,11 +83,6 @@ class Item:
     answerable: bool
     ref: PageRef | None = None
     golden: GoldenQuestion | None = None
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    lines = path.read_text(encoding="utf-8").splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
 
 
 def contoso_items() -> tuple[list[Item], list[Item]]:
