@@ -180,10 +180,7 @@ def ask(
     )
     principal = Principal.of(*(group or []), admin=admin)
     if as_json:
-        answer = assistant.ask(question, principal=principal)
-        data = answer.to_json()
-        keys = ("answer", "refused", "citations", "warnings")
-        _print_json({key: data[key] for key in keys} | data)
+        _print_json(assistant.ask(question, principal=principal).to_json())
         return
     final = None
     for event in assistant.stream(question, principal=principal):

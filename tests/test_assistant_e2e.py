@@ -3,7 +3,6 @@ same model behind llama-cpp's OpenAI-compatible server for the `openai` backend.
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from assistant.service import Assistant, AssistantOptions
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
+from tests.conftest import free_port
 from tests.test_assistant import TODAY, retriever  # noqa: F401 - the small knowledge base
 
 pytestmark = pytest.mark.slow
@@ -113,15 +113,9 @@ def test_a_restricted_document_never_reaches_the_prompt(
     assert all(c.doc_id != "docusift-prices" for c in answer.citations)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def openai_server(model_path: Any) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -174,7 +168,7 @@ def test_the_openai_backend_reports_an_unreachable_endpoint() -> None:
     from assistant.generators import GeneratorError
 
     chat = OpenAIChat(
-        GeneratorConfig(base_url=f"http://127.0.0.1:{_free_port()}/v1", timeout_s=2, retries=1)
+        GeneratorConfig(base_url=f"http://127.0.0.1:{free_port()}/v1", timeout_s=2, retries=1)
     )
     with pytest.raises(GeneratorError, match="failed"):
         list(chat.stream_chat([{"role": "user", "content": "hi"}], 8))

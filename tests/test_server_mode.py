@@ -4,7 +4,6 @@ Two ingesters in two "processes" (clients) see each other's writes through the g
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import subprocess
 import sys
 import time
@@ -18,21 +17,15 @@ from index.hybrid import HybridRetriever
 from index.keyword import KeywordIndex, Tokenizer
 from index.store import ChromaStore
 from ingest.sync import Ingester
-from tests.conftest import markdown, write
+from tests.conftest import free_port, markdown, write
 from tests.storetools import assert_consistent
 
 CHROMA = Path(sys.executable).parent / "chroma"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    port = _free_port()
+    port = free_port()
     folder = tmp_path_factory.mktemp("chroma-server")
     proc = subprocess.Popen(
         [str(CHROMA), "run", "--path", str(folder), "--host", "127.0.0.1", "--port", str(port)],
