@@ -19,7 +19,7 @@ install: $(STAMP)
 ## Ingest corpus/ into the embedded store under KB_DATA_DIR (default ./data) and serve on 127.0.0.1:8000.
 run: install
 	$(BIN)/kb ingest corpus
-	$(BIN)/kb serve --host 127.0.0.1 --port 8000
+	KB_AUTH=$${KB_AUTH:-dev} $(BIN)/kb serve --host 127.0.0.1 --port 8000
 
 lint: install
 	$(BIN)/ruff check .

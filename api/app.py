@@ -17,12 +17,15 @@ from api.assembly import (
     build_assistant,
     build_embedder,
     build_generator,
+    build_ingester,
     build_retriever,
     build_store,
     configure_runtime,
 )
 from api.deps import Services
 from api.errors import install_error_handlers
+from api.keys import KeyStore
+from api.ratelimit import RateLimiter
 from api.routes import ask, documents, ops, search
 from api.settings import Settings
 
@@ -42,14 +45,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         assistant = build_assistant(
             settings, retriever, embedder, build_generator(settings, embedder)
         )
-        app.state.services = Services(settings, store, retriever, assistant)
-        log.warning(
-            "serving %d chunks with generator %s; no API keys yet: every request reads as a "
-            "principal without groups (documents open to all)",
-            store.count_chunks(),
-            assistant.generator_name,
+        keys = KeyStore(settings.keys_path)
+        app.state.services = Services(
+            settings,
+            store,
+            retriever,
+            assistant,
+            build_ingester(settings, store, embedder),
+            keys,
+            RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         )
+        log.info(
+            "serving %d chunks with generator %s", store.count_chunks(), assistant.generator_name
+        )
+        if settings.auth == "dev":
+            log.warning(
+                "KB_AUTH=dev: serving WITHOUT API keys; every request acts as an admin and reads "
+                "every document. For local development only"
+            )
+        elif not any(k.active for k in keys.list()):
+            log.warning("no active API keys: every request will get 401; see `kb keys create`")
         yield
+        keys.close()
 
     app = FastAPI(
         title="CoE knowledge base",

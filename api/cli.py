@@ -1,4 +1,4 @@
-"""The `kb` command line: ingest, search, list documents, serve."""
+"""The `kb` command line: ingest, search, ask, list documents, manage API keys, serve."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -21,6 +22,7 @@ from api.assembly import (
     build_store,
     configure_runtime,
 )
+from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
 from assistant.service import Answer, Token
 from index.errors import KBError
@@ -258,13 +260,90 @@ def serve(
 
     from api.app import create_app
 
-    settings = _settings()
+    overrides = {k: v for k, v in {"host": host, "port": port}.items() if v is not None}
+    settings = Settings(**overrides)  # type: ignore[arg-type]  # validated: dev mode, loopback
+    configure_runtime(settings)
     uvicorn.run(
         create_app(settings),
-        host=host or settings.host,
-        port=port or settings.port,
+        host=settings.host,
+        port=settings.port,
         log_level=settings.log_level.lower(),
     )
+
+
+keys_app = typer.Typer(help="Manage API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="Whose key this is, e.g. 'finance spoke bot'.")],
+    role: Annotated[
+        Role, typer.Option(help="reader: search, ask, read; spoke: + review queue; admin: all.")
+    ] = Role.READER,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Access group the key reads (repeatable).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the key as JSON.")] = False,
+) -> None:
+    """Create an API key. The key is printed once: only its hash is stored."""
+    store = KeyStore(_settings().keys_path)
+    key = store.create(name, role, group or [])
+    info = next(k for k in store.list() if key.startswith(f"kb_{k.key_id}_"))
+    if as_json:
+        _print_json({"key": key, **_key_json(info)})
+        return
+    out.print(key, highlight=False)
+    err.print(
+        f"key {info.key_id} ({info.role.value}; groups: {', '.join(info.groups) or 'none'}) "
+        "created. Keep it secret: it cannot be shown again.",
+        highlight=False,
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the keys as JSON.")] = False,
+) -> None:
+    """List API keys (never the keys themselves)."""
+    keys = KeyStore(_settings().keys_path).list()
+    if as_json:
+        _print_json([_key_json(k) for k in keys])
+        return
+    table = Table("id", "name", "role", "groups", "created", "last used", "state")
+    for k in keys:
+        state = "active" if k.active else f"[red]revoked {k.revoked_at}[/red]"
+        table.add_row(
+            k.key_id,
+            k.name,
+            k.role.value,
+            ", ".join(k.groups),
+            k.created_at,
+            k.last_used_at or "never",
+            state,
+        )
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The id `kb keys list` shows.")],
+) -> None:
+    """Revoke an API key: requests with it get 401 from now on."""
+    KeyStore(_settings().keys_path).revoke(key_id)
+    err.print(f"key {key_id} revoked", highlight=False)
+
+
+def _key_json(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "key_id": info.key_id,
+        "name": info.name,
+        "role": info.role.value,
+        "groups": list(info.groups),
+        "created_at": info.created_at,
+        "last_used_at": info.last_used_at,
+        "revoked_at": info.revoked_at,
+    }
 
 
 def main() -> None:
@@ -272,4 +351,9 @@ def main() -> None:
         app()
     except KBError as exc:
         err.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except ValidationError as exc:  # settings from KB_* variables
+        for problem in exc.errors():
+            where = ".".join(str(p) for p in problem["loc"]) or "settings"
+            err.print(f"[red]error:[/red] {where}: {problem['msg']}", highlight=False)
         sys.exit(2)

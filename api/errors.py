@@ -8,19 +8,28 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from api.ratelimit import retry_after_header
 from index.errors import (
+    AuthenticationError,
     ConfigurationError,
     InputError,
     InvalidRequestError,
     KBError,
     NotFoundError,
+    PermissionDeniedError,
+    RateLimitedError,
     StoreError,
+    TooLargeError,
 )
 
 log = logging.getLogger("kb.api")
 
 _STATUS: list[tuple[type[KBError], int, str]] = [
     (NotFoundError, 404, "Not found"),
+    (AuthenticationError, 401, "Unauthorized"),
+    (PermissionDeniedError, 403, "Forbidden"),
+    (RateLimitedError, 429, "Too many requests"),
+    (TooLargeError, 413, "Content too large"),
     (InvalidRequestError, 422, "Invalid request"),
     (InputError, 400, "Bad input"),
     (StoreError, 503, "Store unavailable"),
@@ -29,12 +38,23 @@ _STATUS: list[tuple[type[KBError], int, str]] = [
 ]
 
 
-def problem(status: int, title: str, detail: str) -> JSONResponse:
+def problem(
+    status: int, title: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     return JSONResponse(
         {"status": status, "title": title, "detail": detail},
         status_code=status,
         media_type="application/problem+json",
+        headers=headers,
     )
+
+
+def _headers(exc: KBError) -> dict[str, str] | None:
+    if isinstance(exc, AuthenticationError):
+        return {"WWW-Authenticate": "Bearer"}
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": retry_after_header(exc.retry_after_s)}
+    return None
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -43,7 +63,7 @@ def install_error_handlers(app: FastAPI) -> None:
             if isinstance(exc, cls):
                 if status >= 500:
                     log.error("%s %s: %s", request.method, request.url.path, exc)
-                return problem(status, title, str(exc))
+                return problem(status, title, str(exc), _headers(exc))
         raise exc  # pragma: no cover - every KBError matches the last row
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

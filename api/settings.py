@@ -10,6 +10,7 @@ field descriptions (`settings_table()`); a test keeps the two equal.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 from pathlib import Path
 from typing import Literal, Self
 
@@ -123,6 +124,24 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the service and the CLI."
     )
+    auth: Literal["keys", "dev"] = Field(
+        "keys",
+        description="`keys`: every request needs an API key (`kb keys create`). `dev`: local "
+        "development without keys, every request acts as an admin; refused unless `KB_HOST` "
+        "is a loopback address, and logged at start.",
+    )
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="Requests each API key may make per minute (0: no limit)."
+    )
+    rate_limit_burst: int = Field(
+        30, ge=1, description="Requests a key may make at once before the per-minute rate applies."
+    )
+    max_request_bytes: int = Field(
+        1_000_000, ge=1024, description="Largest request body, uploads excepted (413 above)."
+    )
+    upload_max_bytes: int = Field(
+        25_000_000, ge=1024, description="Largest file `POST /v1/documents` accepts (413 above)."
+    )
     host: str = Field("127.0.0.1", description="Address `kb serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `kb serve` listens on.")
 
@@ -134,6 +153,12 @@ class Settings(BaseSettings):
             )
         if self.chunks_collection == self.documents_collection:
             raise ValueError("KB_CHUNKS_COLLECTION and KB_DOCUMENTS_COLLECTION must differ")
+        if self.auth == "dev" and not _loopback(self.host):
+            raise ValueError(
+                f"KB_AUTH=dev serves without API keys and may only listen on a loopback "
+                f"address, not KB_HOST={self.host}: create keys with `kb keys create` and set "
+                "KB_AUTH=keys"
+            )
         return self
 
     @property
@@ -145,11 +170,28 @@ class Settings(BaseSettings):
         return self.data_dir / "gaps.jsonl"
 
     @property
+    def keys_path(self) -> Path:
+        return self.data_dir / "keys.sqlite"
+
+    @property
+    def query_log_path(self) -> Path:
+        return self.data_dir / "queries.sqlite"
+
+    @property
     def keyword_index_path(self) -> Path:
         return self.data_dir / "bm25" / self.chunks_collection
 
     def today_date(self) -> dt.date:
         return self.today or dt.date.today()
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def settings_table() -> str:

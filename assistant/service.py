@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -65,6 +66,7 @@ class Answer:
     refusal_reason: str | None = None
     generator: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # for feedback
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

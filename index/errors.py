@@ -6,7 +6,11 @@
     │   │   │                    encoding, unsupported format (names the file)
     │   │   └── MetadataError    a document's metadata is invalid (names the file and field)
     │   ├── InvalidRequestError  a request parameter is wrong (names the parameter)
-    │   └── NotFoundError        a named document or resource does not exist
+    │   ├── NotFoundError        a named document or resource does not exist
+    │   ├── TooLargeError        a request body or upload is over its size limit
+    │   ├── AuthenticationError  no API key, or one that is unknown or revoked
+    │   ├── PermissionDeniedError  the caller's role may not do this
+    │   └── RateLimitedError     the caller made too many requests; says when to retry
     ├── ConfigurationError       settings point at something missing or inconsistent
     └── StoreError               the vector store is unreachable or refused an operation
 
@@ -63,3 +67,23 @@ class ConfigurationError(KBError):
 
 class StoreError(KBError):
     """The vector store is unreachable or refused an operation."""
+
+
+class TooLargeError(InputError):
+    """A request body or uploaded file is over its size limit."""
+
+
+class AuthenticationError(InputError):
+    """No API key, or a malformed, unknown or revoked one."""
+
+
+class PermissionDeniedError(InputError):
+    """The caller is known but its role may not do this."""
+
+
+class RateLimitedError(InputError):
+    """The caller is over its request rate."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.assembly import build_embedder, build_ingester, build_store
+from api.keys import KeyStore, Role
 from api.settings import Settings
 from tests.conftest import markdown, write
 
@@ -52,8 +53,26 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     )
     store = build_store(settings)
     build_ingester(settings, store, build_embedder(settings)).sync(root)
+    keys = KeyStore(settings.keys_path)
+    KEYS.update(
+        reader=keys.create("reader", Role.READER),
+        finance=keys.create("finance reader", Role.READER, ["finance"]),
+        spoke=keys.create("cs spoke", Role.SPOKE, ["customer_service"]),
+        admin=keys.create("admin", Role.ADMIN),
+        revoked=keys.create("gone", Role.ADMIN),
+    )
+    keys.revoke(KEYS["revoked"].split("_")[1])
+    keys.close()
     with TestClient(create_app(settings)) as test_client:
+        test_client.headers["Authorization"] = f"Bearer {KEYS['reader']}"
         yield test_client
+
+
+KEYS: dict[str, str] = {}
+
+
+def as_(who: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {KEYS[who]}"}
 
 
 def test_health(client: TestClient) -> None:
@@ -83,7 +102,9 @@ def test_search_filters_inside_the_query(client: TestClient) -> None:
         ({"query": "x", "filters": {"doc_type": "memo"}}, "doc_type"),
     ],
 )
-def test_bad_requests_are_problem_responses(client: TestClient, body: dict, needle: str) -> None:  # type: ignore[type-arg]
+def test_bad_requests_are_problem_responses(
+    client: TestClient, body: dict[str, object], needle: str
+) -> None:
     response = client.post("/v1/search", json=body)
     assert response.status_code == 422
     assert needle in response.text
@@ -147,8 +168,67 @@ def test_documents_detail_source_and_review_queue(client: TestClient) -> None:
     source = client.get("/v1/documents/kaig-faq/source")
     assert source.status_code == 200
     assert "owner: Nadia Haddad" in source.text
-    queue = client.get("/v1/documents/stale").json()
+    assert client.get("/v1/documents/stale").status_code == 403  # readers have no queue
+    queue = client.get("/v1/documents/stale", headers=as_("spoke")).json()
     assert queue[0]["owner"] == "Nadia Haddad"
     assert queue[0]["documents"][0]["doc_id"] == "kaig-faq"
     assert queue[0]["documents"][0]["days_overdue"] == 638  # 2025-02-28 to 2026-11-28
     assert client.get("/v1/documents/nope").json()["status"] == 404
+
+
+def test_finance_key_reads_what_its_group_may(client: TestClient) -> None:
+    question = {"question": "What does DocuSift charge per invoice page?"}
+    answer = client.post("/v1/ask", json=question, headers=as_("finance")).json()
+    assert answer["citations"][0]["doc_id"] == "prices"
+    hits = client.post("/v1/search", json={"query": "DocuSift price"}, headers=as_("finance"))
+    assert hits.json()["hits"][0]["doc_id"] == "prices"
+    assert client.get("/v1/documents/prices", headers=as_("finance")).status_code == 200
+    assert client.get("/v1/documents/prices/source", headers=as_("admin")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/v1/search", {"query": "chatbot"}),
+        ("POST", "/v1/ask", {"question": "chatbot deflection?"}),
+        ("POST", "/v1/ask/stream", {"question": "chatbot deflection?"}),
+        ("GET", "/v1/documents", None),
+        ("GET", "/v1/documents/ask-kestrel", None),
+        ("GET", "/v1/documents/ask-kestrel/source", None),
+        ("GET", "/v1/documents/stale", None),
+    ],
+)
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer kb_00000000_notarealkeynotarealkeynotarealkey"},
+        {"Authorization": "Basic dXNlcjpwYXNz"},
+        {"X-API-Key": "garbage"},
+        "revoked",
+    ],
+    ids=["none", "unknown", "basic", "malformed", "revoked"],
+)
+def test_content_routes_need_a_valid_key(
+    client: TestClient,
+    method: str,
+    path: str,
+    body: dict[str, str] | None,
+    headers: dict[str, str] | str,
+) -> None:
+    sent = as_(headers) if isinstance(headers, str) else headers
+    # a client of its own, so that the fixture's default key cannot leak in
+    response = TestClient(client.app).request(method, path, json=body, headers=sent)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["title"] == "Unauthorized"
+
+
+def test_x_api_key_header_is_accepted(client: TestClient) -> None:
+    fresh = TestClient(client.app)
+    response = fresh.get("/v1/documents", headers={"X-API-Key": KEYS["reader"]})
+    assert response.status_code == 200
+
+
+def test_health_needs_no_key(client: TestClient) -> None:
+    assert TestClient(client.app).get("/v1/health").status_code == 200

@@ -27,6 +27,8 @@ def test_env_prefix_and_types(monkeypatch: pytest.MonkeyPatch) -> None:
         {"chunks_collection": "same", "documents_collection": "same"},
         {"log_level": "LOUD"},
         {"today": "yesterday"},
+        {"auth": "dev", "host": "0.0.0.0"},
+        {"auth": "none"},
     ],
 )
 def test_nonsense_is_refused(bad: dict) -> None:  # type: ignore[type-arg]

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.schemas import AskRequest
 from assistant.service import Answer, Final, Token
 
@@ -16,13 +16,13 @@ router = APIRouter(tags=["answers"])
 
 
 @router.post("/v1/ask", response_model=Answer)
-async def ask(body: AskRequest, services: ServicesDep, principal: PrincipalDep) -> Answer:
+async def ask(body: AskRequest, services: ServicesDep, caller: CallerDep) -> Answer:
     """A grounded answer with checked citations, refusal when the base has no answer, and a
     warning for every cited document past its review date."""
     return await run_in_threadpool(
         services.assistant.ask,
         body.question,
-        principal=principal,
+        principal=caller.principal,
         history=[t.to_turn() for t in body.history],
         filters=body.filters.to_filters(),
     )
@@ -33,13 +33,13 @@ async def ask(body: AskRequest, services: ServicesDep, principal: PrincipalDep) 
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def ask_stream(
-    body: AskRequest, services: ServicesDep, principal: PrincipalDep
+    body: AskRequest, services: ServicesDep, caller: CallerDep
 ) -> StreamingResponse:
     """The same answer as Server-Sent Events: `token` events with text as it is generated,
     then one `final` event with the checked answer, citations and warnings."""
     events = services.assistant.stream(
         body.question,
-        principal=principal,
+        principal=caller.principal,
         history=[t.to_turn() for t in body.history],
         filters=body.filters.to_filters(),
     )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from api.deps import PrincipalDep, ServicesDep
+from api.deps import CallerDep, ServicesDep, SpokeDep
 from api.schemas import ChunkOut, DocumentDetail, DocumentOut
 from assistant.review import OwnerQueue, readable, review_queue
 from index.errors import NotFoundError
@@ -45,33 +45,33 @@ def _out(record: DocumentRecord, services: ServicesDep) -> DocumentOut:
     )
 
 
-def _readable_record(doc_id: str, services: ServicesDep, principal: PrincipalDep) -> DocumentRecord:
+def _readable_record(doc_id: str, services: ServicesDep, caller: CallerDep) -> DocumentRecord:
     """The document, or NotFound: a document the caller may not read does not exist for them."""
     record = services.store.document(doc_id)
-    if record is None or not readable([record], principal):
+    if record is None or not readable([record], caller.principal):
         raise NotFoundError(f"no document '{doc_id}': check the id with GET /v1/documents")
     return record
 
 
 @router.get("/v1/documents", response_model=list[DocumentOut])
-def list_documents(services: ServicesDep, principal: PrincipalDep) -> list[DocumentOut]:
+def list_documents(services: ServicesDep, caller: CallerDep) -> list[DocumentOut]:
     """Every document the caller may read, with review status."""
-    records = readable(services.store.documents(), principal)
+    records = readable(services.store.documents(), caller.principal)
     return [_out(r, services) for r in sorted(records, key=lambda r: r.doc_id)]
 
 
 @router.get("/v1/documents/stale", response_model=list[OwnerQueue])
-def stale_documents(services: ServicesDep, principal: PrincipalDep) -> list[OwnerQueue]:
-    """The review queue: documents past their review date, grouped by owner, most overdue
-    first."""
-    records = readable(services.store.documents(), principal)
+def stale_documents(services: ServicesDep, caller: SpokeDep) -> list[OwnerQueue]:
+    """The review queue (spoke or admin role): documents past their review date, grouped by
+    owner, most overdue first."""
+    records = readable(services.store.documents(), caller.principal)
     return review_queue(records, services.settings.today_date())
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)
-def get_document(doc_id: str, services: ServicesDep, principal: PrincipalDep) -> DocumentDetail:
+def get_document(doc_id: str, services: ServicesDep, caller: CallerDep) -> DocumentDetail:
     """A document's metadata, review status and chunks."""
-    record = _readable_record(doc_id, services, principal)
+    record = _readable_record(doc_id, services, caller)
     chunks = [
         ChunkOut(chunk_id=cid, section=str(md.get("section", "")), page=md.get("page"), text=text)
         for cid, text, md in services.store.document_chunks(doc_id)
@@ -80,9 +80,9 @@ def get_document(doc_id: str, services: ServicesDep, principal: PrincipalDep) ->
 
 
 @router.get("/v1/documents/{doc_id}/source", response_class=FileResponse)
-def document_source(doc_id: str, services: ServicesDep, principal: PrincipalDep) -> FileResponse:
+def document_source(doc_id: str, services: ServicesDep, caller: CallerDep) -> FileResponse:
     """The original file, so that a citation can be opened (append `#page=N` for a PDF)."""
-    record = _readable_record(doc_id, services, principal)
+    record = _readable_record(doc_id, services, caller)
     path = record.source
     if not path.is_file():
         raise NotFoundError(f"the source file of '{doc_id}' is no longer at {record.path}")
