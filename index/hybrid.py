@@ -1,6 +1,7 @@
 """The retriever every consumer uses: dense (Chroma) and keyword (BM25) candidates under one
 `where` clause, fused by weighted reciprocal rank, near-duplicates collapsed (the fresher copy
-kept), and, on request, each hit's neighbouring chunks attached as context (small-to-big)."""
+kept), and, on request, each hit's neighbouring chunks attached as context (small-to-big) and
+facet counts over the candidates' documents (index/facets.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import datetime as dt
 import logging
 import math
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from index.embedding import Embedder
 from index.errors import InvalidRequestError
+from index.facets import FACET_NAMES, FacetName, Facets, count_facets, pool_documents
 from index.filters import ANONYMOUS, Principal, SearchFilters, Where, build_where, matches
 from index.hits import Hit, hit_from_chroma
 from index.keyword import KeywordIndex
@@ -23,6 +26,8 @@ log = logging.getLogger("kb.index")
 
 Mode = Literal["hybrid", "dense", "keyword"]
 _WORD = re.compile(r"\w+")
+DenseRow = tuple[str, str, dict[str, Any], float]  # chunk id, text, metadata, cosine similarity
+KeywordRow = tuple[str, float, dict[str, Any]]  # chunk id, BM25 score, metadata
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,16 @@ class RetrievalOptions:
     duplicate_similarity: float = 0.85  # word-shingle Jaccard above which two chunks are one
     max_k: int = 100
     unfiltered_share: float = 0.5  # above this admitted share, widen an unfiltered search
+
+
+@dataclass(frozen=True)
+class Retrieval:
+    """One search: its hits, the documents of the candidate pool they were ranked from (doc
+    id -> facet fields, best-ranked first), and the facet counts over those documents."""
+
+    hits: list[Hit]
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    facets: Facets = field(default_factory=Facets)
 
 
 class HybridRetriever:
@@ -66,6 +81,38 @@ class HybridRetriever:
         neighbors: int = 0,
     ) -> list[Hit]:
         """The k best chunks for `query` that `principal` may read and `filters` allow."""
+        return self._run(query, k, today, filters, principal, neighbors, facets=None).hits
+
+    def retrieve_with_facets(
+        self,
+        query: str,
+        k: int,
+        *,
+        today: dt.date,
+        filters: SearchFilters | None = None,
+        principal: Principal = ANONYMOUS,
+        neighbors: int = 0,
+        facets: Sequence[FacetName] = FACET_NAMES,
+    ) -> Retrieval:
+        """`retrieve()`'s hits, with the distinct documents of the candidate pool they were
+        ranked from and their counts per value of each facet in `facets`. The pool is what
+        fusion ranks: the max(candidates, 2k) best chunks of each retriever (the nearest ones,
+        and those sharing a query word), every one drawn under the same access and filter
+        clause as the hits, so a document the principal may not read or the filters exclude
+        is never counted. On a base smaller than the pool, that is every allowed document.
+        No model or store call is added: the candidates already carry their metadata."""
+        return self._run(query, k, today, filters, principal, neighbors, facets=facets)
+
+    def _run(
+        self,
+        query: str,
+        k: int,
+        today: dt.date,
+        filters: SearchFilters | None,
+        principal: Principal,
+        neighbors: int,
+        facets: Sequence[FacetName] | None,
+    ) -> Retrieval:
         if not query.strip():
             raise InvalidRequestError("query", "is empty: type what you are looking for")
         if not 1 <= k <= self.options.max_k:
@@ -76,10 +123,16 @@ class HybridRetriever:
         n = max(self.options.candidates, k * 2)
         dense = self._dense(query, n, where) if self.options.mode != "keyword" else []
         keyword = self._keyword.search(query, n, where) if self.options.mode != "dense" else []
-        hits = self._materialize(self._fuse(dense, keyword), dense, keyword, k, today, where)
-        return self._with_neighbors(hits, neighbors) if neighbors > 0 else hits
+        ranked = self._fuse(dense, keyword)
+        hits = self._materialize(ranked, dense, keyword, k, today, where)
+        if neighbors > 0:
+            hits = self._with_neighbors(hits, neighbors)
+        if facets is None:
+            return Retrieval(hits)
+        documents = pool_documents(_pool(ranked, dense, keyword), where)
+        return Retrieval(hits, documents, count_facets(documents.values(), facets))
 
-    def _dense(self, query: str, n: int, where: Where | None) -> list[tuple[str, str, Any, float]]:
+    def _dense(self, query: str, n: int, where: Where | None) -> list[DenseRow]:
         """The n nearest allowed chunks. Chroma's filtered search gets slower the more a
         filter admits (about 30x at 100k chunks for the default clause), so when the clause
         admits most of the collection, the nearest chunks are read unfiltered, widened by the
@@ -96,9 +149,7 @@ class HybridRetriever:
                     return allowed[:n]
         return self._store.query(vector, n, where)
 
-    def _fuse(
-        self, dense: list[tuple[str, str, dict[str, Any], float]], keyword: list[tuple[str, float]]
-    ) -> list[tuple[str, float]]:
+    def _fuse(self, dense: list[DenseRow], keyword: list[KeywordRow]) -> list[tuple[str, float]]:
         """Weighted reciprocal rank fusion: (chunk id, score in 0..1), best first."""
         o = self.options
         dense_weight = o.dense_weight if dense else 0.0
@@ -107,7 +158,7 @@ class HybridRetriever:
         fused: dict[str, float] = {}
         for rank, (cid, *_rest) in enumerate(dense, start=1):
             fused[cid] = fused.get(cid, 0.0) + dense_weight / (o.rrf_k + rank)
-        for rank, (cid, _) in enumerate(keyword, start=1):
+        for rank, (cid, *_rest) in enumerate(keyword, start=1):
             fused[cid] = fused.get(cid, 0.0) + keyword_weight / (o.rrf_k + rank)
         ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))
         return [(cid, score / best) for cid, score in ranked]
@@ -115,8 +166,8 @@ class HybridRetriever:
     def _materialize(
         self,
         ranked: list[tuple[str, float]],
-        dense: list[tuple[str, str, dict[str, Any], float]],
-        keyword: list[tuple[str, float]],
+        dense: list[DenseRow],
+        keyword: list[KeywordRow],
         k: int,
         today: dt.date,
         where: Where | None,
@@ -126,7 +177,7 @@ class HybridRetriever:
         window is finished even past k so that a current copy of a stale text can replace it."""
         rows = {cid: (text, md) for cid, text, md, _ in dense}
         dense_scores = {cid: score for cid, _, _, score in dense}
-        keyword_scores = dict(keyword)
+        keyword_scores = {cid: score for cid, score, _ in keyword}
         kept = _Deduplicator(self.options.duplicate_similarity)
         window = max(2 * k, 10)
         for start in range(0, len(ranked), window):
@@ -167,6 +218,15 @@ class HybridRetriever:
             ]
             out.append(hit.with_(context=_join_overlapping(parts)))
         return out
+
+
+def _pool(
+    ranked: list[tuple[str, float]], dense: list[DenseRow], keyword: list[KeywordRow]
+) -> Iterator[dict[str, Any]]:
+    """The metadata of every fused candidate, best-ranked first."""
+    metadata = {cid: md for cid, _, md in keyword}
+    metadata.update((cid, md) for cid, _, md, _ in dense)
+    return (metadata[cid] for cid, _ in ranked)
 
 
 def _round(value: float | None) -> float | None:

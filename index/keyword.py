@@ -71,8 +71,11 @@ class KeywordIndex:
         self._built: _Built | None = None
         self._lock = threading.Lock()
 
-    def search(self, query: str, k: int, where: Where | None) -> list[tuple[str, float]]:
-        """Top-k (chunk id, BM25 score) among chunks matching `where`; zero scores left out."""
+    def search(
+        self, query: str, k: int, where: Where | None
+    ) -> list[tuple[str, float, dict[str, Any]]]:
+        """Top-k (chunk id, BM25 score, metadata) among chunks matching `where`, best first;
+        zero scores left out. The metadata is the index's own copy: read it, do not change it."""
         built = self.current()
         tokens = self._tokenize(query)
         if not built.ids or not tokens or k <= 0:
@@ -84,7 +87,7 @@ class KeywordIndex:
         k = min(k, len(scores))
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
-        return [(built.ids[i], float(scores[i])) for i in top if scores[i] > 0]
+        return [(built.ids[i], float(scores[i]), built.metadatas[i]) for i in top if scores[i] > 0]
 
     def allowed_share(self, where: Where | None) -> float:
         """The share of all chunks that `where` admits (1.0 without a clause)."""

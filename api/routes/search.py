@@ -11,13 +11,14 @@ router = APIRouter(tags=["search"])
 @router.post("/v1/search", response_model=SearchResponse)
 def search(body: SearchRequest, services: ServicesDep, caller: CallerDep) -> SearchResponse:
     """Ranked passages for a query (hybrid dense + keyword), filtered inside the store to what
-    the caller may read."""
-    hits = services.retriever.retrieve(
+    the caller may read, with facet counts over the documents the passages were ranked from."""
+    found = services.retriever.retrieve_with_facets(
         body.query,
         body.k,
         today=services.settings.today_date(),
         filters=body.filters.to_filters(),
         principal=caller.principal,
         neighbors=body.neighbors,
+        facets=body.facets,
     )
-    return SearchResponse(hits=hits)
+    return SearchResponse(hits=found.hits, facets=found.facets.counts)
