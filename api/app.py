@@ -25,9 +25,12 @@ from api.assembly import (
 from api.deps import Services
 from api.errors import install_error_handlers
 from api.keys import KeyStore
+from api.limits import install_body_limits
+from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
-from api.routes import ask, documents, ops, search
+from api.routes import admin, ask, chat, documents, governance, ops, search
 from api.settings import Settings
+from assistant.querylog import QueryLog
 
 log = logging.getLogger("kb.api")
 
@@ -35,6 +38,7 @@ log = logging.getLogger("kb.api")
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     configure_runtime(settings)
+    metrics = Metrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, retriever, embedder, build_generator(settings, embedder)
         )
         keys = KeyStore(settings.keys_path)
+        query_log = QueryLog(settings.query_log_path)
         app.state.services = Services(
             settings,
             store,
@@ -54,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             build_ingester(settings, store, embedder),
             keys,
             RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+            query_log,
+            metrics,
         )
         log.info(
             "serving %d chunks with generator %s", store.count_chunks(), assistant.generator_name
@@ -67,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("no active API keys: every request will get 401; see `kb keys create`")
         yield
         keys.close()
+        query_log.close()
 
     app = FastAPI(
         title="CoE knowledge base",
@@ -76,6 +84,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    for module in (ops, search, ask, documents):
+    install_body_limits(app, settings)  # refuses oversized bodies before any route runs
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts those 413s too
+    for module in (ops, search, ask, documents, governance, chat, admin):
         app.include_router(module.router)
     return app

@@ -6,7 +6,6 @@ import logging
 
 from api.settings import Settings
 from assistant.citations import CheckOptions
-from assistant.gaps import GapLog
 from assistant.generators import Generator, GeneratorConfig, make_generator
 from assistant.service import Assistant, AssistantOptions
 from index.embedding import SentenceTransformerEmbedder
@@ -107,5 +106,4 @@ def build_assistant(
         embedder,
         today=settings.today_date,
         options=options,
-        gaps=GapLog(settings.gaps_path),
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +26,7 @@ from api.assembly import (
 )
 from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
+from assistant.querylog import Asker, QueryLog
 from assistant.service import Answer, Token
 from index.errors import KBError
 from index.filters import Principal, SearchFilters
@@ -181,17 +184,23 @@ def ask(
         build_generator(settings, embedder, generator),
     )
     principal = Principal.of(*(group or []), admin=admin)
+    started = time.perf_counter()
+    final: Answer | None = None
     if as_json:
-        _print_json(assistant.ask(question, principal=principal).to_json())
-        return
-    final = None
-    for event in assistant.stream(question, principal=principal):
-        if isinstance(event, Token):
-            out.print(event.text, end="", highlight=False, markup=False)
-        else:
-            final = event.answer
-    assert final is not None
-    _print_answer(final)
+        final = assistant.ask(question, principal=principal)
+        _print_json(final.to_json())
+    else:
+        for event in assistant.stream(question, principal=principal):
+            if isinstance(event, Token):
+                out.print(event.text, end="", highlight=False, markup=False)
+            else:
+                final = event.answer
+        assert final is not None
+        _print_answer(final)
+    log = QueryLog(settings.query_log_path)
+    asker = Asker("cli", tuple(sorted(principal.groups)), principal.admin)
+    log.record(final, asker, route="cli", latency_ms=(time.perf_counter() - started) * 1000)
+    log.close()
 
 
 def _print_answer(answer: Answer) -> None:
@@ -269,6 +278,28 @@ def serve(
         port=settings.port,
         log_level=settings.log_level.lower(),
     )
+
+
+@app.command()
+def gaps(
+    limit: Annotated[int, typer.Option(help="Show at most this many questions.")] = 30,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """The knowledge-gap report: questions the base could not answer, most asked first."""
+    found = QueryLog(_settings().query_log_path).gaps(limit)
+    if as_json:
+        _print_json([asdict(g) for g in found])
+        return
+    table = Table("asked", "last asked", "question", "why", "nearby")
+    for gap in found:
+        table.add_row(
+            str(gap.times_asked),
+            gap.last_asked,
+            gap.question,
+            "; ".join(gap.reasons),
+            ", ".join(gap.nearby),
+        )
+    out.print(table)
 
 
 keys_app = typer.Typer(help="Manage API keys: create, list, revoke.", no_args_is_help=True)

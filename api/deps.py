@@ -8,6 +8,7 @@ authenticates the API key, applies the caller's rate limit, and hands the route 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -16,9 +17,11 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from api.keys import Caller, KeyStore, Role
+from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.settings import Settings
-from assistant.service import Assistant
+from assistant.querylog import Asker, QueryLog
+from assistant.service import Answer, Assistant
 from index.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from index.hybrid import HybridRetriever
 from index.store import ChromaStore
@@ -36,7 +39,17 @@ class Services:
     ingester: Ingester
     keys: KeyStore
     limiter: RateLimiter
+    query_log: QueryLog
+    metrics: Metrics
     ingest_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:
+        """Log an answer served over HTTP (query log and metrics); `started` is a
+        `time.perf_counter()` reading from when the request began."""
+        asker = Asker(caller.key_id, caller.groups, caller.role is Role.ADMIN)
+        latency_ms = (time.perf_counter() - started) * 1000
+        self.query_log.record(answer, asker, route=route, latency_ms=latency_ms)
+        self.metrics.observe_answer(answer)
 
 
 def get_services(request: Request) -> Services:

@@ -12,6 +12,7 @@ from api.ratelimit import retry_after_header
 from index.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     InputError,
     InvalidRequestError,
     KBError,
@@ -29,6 +30,7 @@ _STATUS: list[tuple[type[KBError], int, str]] = [
     (AuthenticationError, 401, "Unauthorized"),
     (PermissionDeniedError, 403, "Forbidden"),
     (RateLimitedError, 429, "Too many requests"),
+    (ConflictError, 409, "Conflict"),
     (TooLargeError, 413, "Content too large"),
     (InvalidRequestError, 422, "Invalid request"),
     (InputError, 400, "Bad input"),
@@ -57,18 +59,35 @@ def _headers(exc: KBError) -> dict[str, str] | None:
     return None
 
 
+def status_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and title an error maps to (500 for anything not in the tree)."""
+    for cls, status, title in _STATUS:
+        if isinstance(exc, cls):
+            return status, title
+    return 500, "Internal error"
+
+
+def describe(exc: Exception) -> tuple[int, str, str]:
+    """Status, title and detail of an error, for a stream that has already started (its
+    status is sent): the tree's message, or a generic one that leaks nothing."""
+    status, title = status_of(exc)
+    return status, title, str(exc) if isinstance(exc, KBError) else _UNEXPECTED
+
+
+_UNEXPECTED = "an unexpected error occurred; see the server log"
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def kb_error(request: Request, exc: Exception) -> JSONResponse:
-        for cls, status, title in _STATUS:
-            if isinstance(exc, cls):
-                if status >= 500:
-                    log.error("%s %s: %s", request.method, request.url.path, exc)
-                return problem(status, title, str(exc), _headers(exc))
-        raise exc  # pragma: no cover - every KBError matches the last row
+        status, title = status_of(exc)
+        if status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc)
+        assert isinstance(exc, KBError)  # registered for KBError only
+        return problem(status, title, str(exc), _headers(exc))
 
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "Internal error", "an unexpected error occurred; see the server log")
+        return problem(500, "Internal error", _UNEXPECTED)
 
     app.add_exception_handler(KBError, kb_error)
     app.add_exception_handler(Exception, unexpected)

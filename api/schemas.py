@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from assistant.prompt import Turn
+from assistant.querylog import FeedbackReason, Rating
+from index.facets import FACET_NAMES, FacetCount, FacetName
 from index.filters import SearchFilters
 from index.hits import Hit
 
@@ -38,10 +40,26 @@ class SearchRequest(BaseModel):
     k: int = Field(5, ge=1, le=100)
     filters: SearchFiltersIn = Field(default_factory=SearchFiltersIn)
     neighbors: int = Field(0, ge=0, le=3, description="Attach this many chunks either side.")
+    facets: list[FacetName] = Field(
+        default_factory=lambda: list(FACET_NAMES),
+        description="Facets to count (default: all five); [] for none.",
+    )
 
 
 class SearchResponse(BaseModel):
     hits: list[Hit]
+    facets: dict[FacetName, list[FacetCount]] = Field(
+        default_factory=dict,
+        description=(
+            "For each facet asked for, the distinct documents (not chunks) per value among "
+            "the documents relevant to the query: those of the candidates both retrievers "
+            "ranked (`KB_RETRIEVAL_CANDIDATES` chunks each), within the caller's access and "
+            "the request's filters, so a document the caller may not read is never counted. "
+            "Values by count, then value; a document without a value (no vendor, no year) is "
+            "left out of that facet. Each value works as the filter of the same name."
+        ),
+        examples=[{"department": [{"value": "finance", "count": 3}]}],
+    )
 
 
 class TurnIn(BaseModel):
@@ -93,3 +111,20 @@ class ChunkOut(BaseModel):
 
 class DocumentDetail(DocumentOut):
     chunk_list: list[ChunkOut]
+
+
+class FeedbackIn(BaseModel):
+    answer_id: str = Field(
+        min_length=1, max_length=64, description="The `answer_id` that /v1/ask returned."
+    )
+    rating: Rating = Field(examples=["down"])
+    reason: FeedbackReason | None = Field(
+        None, description="Why, for a thumbs down.", examples=["outdated"]
+    )
+    comment: str | None = Field(None, max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    answer_id: str
+    rating: Rating
+    reason: FeedbackReason | None

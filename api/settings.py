@@ -166,10 +166,6 @@ class Settings(BaseSettings):
         return self.data_dir / "chroma"
 
     @property
-    def gaps_path(self) -> Path:
-        return self.data_dir / "gaps.jsonl"
-
-    @property
     def keys_path(self) -> Path:
         return self.data_dir / "keys.sqlite"
 

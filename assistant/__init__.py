@@ -1,1 +1,2 @@
-"""Answering: prompts, generators, citation checking, freshness, feedback and gaps."""
+"""Answering: prompts, generators, citation checking, freshness, the query log and its
+feedback, knowledge gaps."""

@@ -7,6 +7,7 @@ import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
 
+from assistant.querylog import DocumentUse
 from index.filters import Principal
 from index.records import DocumentRecord
 
@@ -26,6 +27,8 @@ class OverdueDocument:
     days_overdue: int
     doc_type: str
     department: str
+    cited: int = 0  # answers that cited it (query log)
+    thumbs_down: int = 0  # of those, how many a reader marked down
 
 
 @dataclass(frozen=True)
@@ -34,8 +37,12 @@ class OwnerQueue:
     documents: list[OverdueDocument]
 
 
-def review_queue(records: list[DocumentRecord], today: dt.date) -> list[OwnerQueue]:
-    """Stale documents by owner, most overdue first; owners with the most overdue first."""
+def review_queue(
+    records: list[DocumentRecord], today: dt.date, use: dict[str, DocumentUse] | None = None
+) -> list[OwnerQueue]:
+    """Stale documents by owner, most overdue first; owners with the most overdue first. With
+    the query log's `use`, each says how often answers cited it since it was logged."""
+    use = use or {}
     by_owner: dict[str, list[OverdueDocument]] = defaultdict(list)
     for record in records:
         meta = record.meta
@@ -51,6 +58,8 @@ def review_queue(records: list[DocumentRecord], today: dt.date) -> list[OwnerQue
                 days_overdue=(today - review).days,
                 doc_type=meta.doc_type.value,
                 department=meta.department,
+                cited=use[meta.id].cited if meta.id in use else 0,
+                thumbs_down=use[meta.id].thumbs_down if meta.id in use else 0,
             )
         )
     queues = [

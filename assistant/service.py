@@ -1,6 +1,6 @@
 """The assistant: retrieve, refuse early when nothing relevant is found, generate, check
-citations, warn about stale sources, and log knowledge gaps. Streams tokens, then one final
-event with the checked answer."""
+citations, warn about stale sources. Streams tokens, then one final event with the checked
+answer. (Whoever serves the answer records it in the query log: assistant/querylog.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from assistant.citations import CheckedAnswer, CheckOptions, check_citations
-from assistant.gaps import GapLog
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
 from assistant.sources import Source, number_sources
@@ -99,14 +98,12 @@ class Assistant:
         *,
         today: Callable[[], dt.date],
         options: AssistantOptions | None = None,
-        gaps: GapLog | None = None,
     ) -> None:
         self._retriever = retriever
         self._generator = generator
         self._embedder = embedder
         self._today = today
         self.options = options or AssistantOptions()
-        self._gaps = gaps
 
     @property
     def generator_name(self) -> str:
@@ -148,7 +145,7 @@ class Assistant:
         base = Answer(question, standalone, "", False, [], [], generator=self._generator.name)
         if top < self.options.refusal_threshold:
             timings["total"] = _ms(started)
-            yield Final(self._refuse(base, hits, principal, "no relevant source", top, timings))
+            yield Final(self._refuse(base, hits, "no relevant source", top, timings))
             return
         sources = number_sources(hits)
         parts: list[str] = []
@@ -162,13 +159,13 @@ class Assistant:
         if not text or (_DONT_KNOW.search(text) and not re.search(r"\[\d", text)):
             timings["total"] = _ms(started)
             reason = "the model found no answer"
-            yield Final(self._refuse(base, hits, principal, reason, top, timings))
+            yield Final(self._refuse(base, hits, reason, top, timings))
             return
         checked = check_citations(text, sources, self._embedder, self.options.check)
         timings["total"] = _ms(started)
         if not any(s.sources for s in checked.sentences):
             reason = "no statement was supported by a source"
-            answer = self._refuse(base, hits, principal, reason, top, timings)
+            answer = self._refuse(base, hits, reason, top, timings)
             answer.unsupported = [s.text for s in checked.dropped]
             yield Final(answer)
             return
@@ -234,7 +231,6 @@ class Assistant:
         self,
         base: Answer,
         hits: list[Hit],
-        principal: Principal,
         reason: str,
         top: float,
         timings: dict[str, float],
@@ -254,15 +250,6 @@ class Assistant:
         base.refusal_reason = reason
         base.nearby = nearby[:3]
         base.timings_ms = timings
-        if self._gaps is not None:
-            groups = ["admin"] if principal.admin else sorted(principal.groups)
-            self._gaps.record(
-                base.standalone_question,
-                groups,
-                reason,
-                top_score=round(top, 4),
-                nearby=[n["doc_id"] for n in nearby[:3]],
-            )
         return base
 
 

@@ -10,6 +10,8 @@
     │   ├── TooLargeError        a request body or upload is over its size limit
     │   ├── AuthenticationError  no API key, or one that is unknown or revoked
     │   ├── PermissionDeniedError  the caller's role may not do this
+    │   ├── ConflictError        the request clashes with the current state (a document
+    │   │                        that exists, an ingest already running); says how to resolve it
     │   └── RateLimitedError     the caller made too many requests; says when to retry
     ├── ConfigurationError       settings point at something missing or inconsistent
     └── StoreError               the vector store is unreachable or refused an operation
@@ -79,6 +81,11 @@ class AuthenticationError(InputError):
 
 class PermissionDeniedError(InputError):
     """The caller is known but its role may not do this."""
+
+
+class ConflictError(InputError):
+    """The request clashes with the current state: it would overwrite a document without
+    being asked to, or another ingest is running."""
 
 
 class RateLimitedError(InputError):

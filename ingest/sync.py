@@ -15,12 +15,16 @@ A document is removed chunks first, record last, for the same reason.
 
 A file that fails (unreadable, unparsable, bad metadata) is reported and leaves whatever the
 store held for it untouched.
+
+A sync may be narrowed to some paths under the root (`only=`, used by uploads over HTTP): the
+same protocol then runs for those paths alone. Other files are not read, and their documents are
+neither updated nor removed; they only keep their ids, as documents of another root do.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -94,16 +98,31 @@ class Ingester:
             f"{PIPELINE_VERSION};{embedder.name};{c.max_tokens};{c.overlap_tokens};{c.min_tokens}"
         )
 
-    def sync(self, root: Path, progress: Progress | None = None) -> IngestReport:
+    def sync(
+        self,
+        root: Path,
+        progress: Progress | None = None,
+        *,
+        only: Collection[str] | None = None,
+    ) -> IngestReport:
+        """Make the store match `root`; with `only` (posix paths relative to `root`), match
+        those paths alone: a listed path without a file removes its document."""
         root = root.resolve()
         if not root.is_dir():
             raise InvalidRequestError("path", f"{root} is not a folder: pass the folder to ingest")
         report = IngestReport()
         files, report.failed = discover(root)
+        if only is not None:
+            files = [f for f in files if f.rel in only]
+            report.failed = [f for f in report.failed if f.path in only]
+
+        def in_scope(record: DocumentRecord) -> bool:
+            return record.root == str(root) and (only is None or record.path in only)
+
         records = self._store.documents()
-        mine = {r.doc_id: r for r in records if r.root == str(root)}
+        mine = {r.doc_id: r for r in records if in_scope(r)}
         by_path = {r.path: r for r in mine.values()}
-        elsewhere = {r.doc_id: r for r in records if r.root != str(root)}
+        elsewhere = {r.doc_id: r for r in records if not in_scope(r)}
 
         live: dict[str, str] = {}  # doc id -> rel path of the file that holds it this run
         pending: list[tuple[SourceFile, str]] = []

@@ -11,7 +11,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.assembly import build_embedder, build_ingester, build_store
 from api.keys import KeyStore, Role
+from api.ratelimit import RateLimiter
 from api.settings import Settings
+from assistant.service import Event, Token
+from index.errors import StoreError
 from tests.conftest import markdown, write
 
 
@@ -50,6 +53,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         today="2026-11-28",
         generator="extractive",
         serve_threads=2,  # torch threads are process-wide: leave the other tests theirs
+        rate_limit_per_minute=0,  # test_rate_limit_* sets its own
     )
     store = build_store(settings)
     build_ingester(settings, store, build_embedder(settings)).sync(root)
@@ -232,3 +236,87 @@ def test_x_api_key_header_is_accepted(client: TestClient) -> None:
 
 def test_health_needs_no_key(client: TestClient) -> None:
     assert TestClient(client.app).get("/v1/health").status_code == 200
+
+
+def test_feedback_on_an_answer_feeds_the_review_queue(client: TestClient) -> None:
+    question = {"question": "How long does the gateway keep prompts?"}
+    answer = client.post("/v1/ask", json=question, headers=as_("spoke")).json()
+    assert answer["citations"][0]["doc_id"] == "kaig-faq"
+    body = {"answer_id": answer["answer_id"], "rating": "down", "reason": "outdated"}
+    response = client.post("/v1/feedback", json=body, headers=as_("spoke"))
+    assert response.status_code == 201, response.text
+    assert response.json() == {**body}
+    # someone else's answer does not exist for this key; unknown reasons are named
+    assert client.post("/v1/feedback", json=body).status_code == 404
+    bad = client.post("/v1/feedback", json={**body, "reason": "boring"}, headers=as_("spoke"))
+    assert bad.status_code == 422
+    assert "reason" in bad.text
+    queue = client.get("/v1/documents/stale", headers=as_("spoke")).json()
+    entry = next(d for q in queue for d in q["documents"] if d["doc_id"] == "kaig-faq")
+    assert entry["cited"] >= 1
+    assert entry["thumbs_down"] >= 1
+
+
+def test_refusals_appear_in_the_gap_report(client: TestClient) -> None:
+    question = "Which band plays at the Gdansk summer party?"
+    for _ in range(2):
+        assert client.post("/v1/ask", json={"question": question}).json()["refused"]
+    assert client.get("/v1/gaps").status_code == 403  # readers have no gap report
+    gaps = client.get("/v1/gaps", headers=as_("spoke")).json()
+    assert any(g["question"] == question and g["times_asked"] >= 2 for g in gaps)
+
+
+def test_metrics_count_requests_by_route_and_answers(client: TestClient) -> None:
+    client.get("/v1/documents/kaig-faq")
+    client.post("/v1/ask", json={"question": "What share of contacts does the chatbot deflect?"})
+    text = TestClient(client.app).get("/metrics").text  # no key needed: counts only
+    assert 'route="/v1/documents/{doc_id}"' in text  # the template, not the raw path
+    assert "kaig-faq" not in text
+    assert 'kb_answers_total{generator="extractive",outcome="answered"}' in text
+    assert "kb_stale_citations_total" in text
+    assert 'kb_http_requests_total{method="POST",route="/v1/ask",status="200"}' in text
+
+
+def test_rate_limit_answers_429_with_retry_after(client: TestClient) -> None:
+    services = client.app.state.services  # type: ignore[attr-defined]
+    kept = services.limiter
+    services.limiter = RateLimiter(per_minute=6, burst=2)
+    try:
+        codes = [client.get("/v1/documents", headers=as_("finance")).status_code for _ in range(3)]
+        limited = client.get("/v1/documents", headers=as_("finance"))
+        other = client.get("/v1/documents", headers=as_("admin"))
+    finally:
+        services.limiter = kept
+    assert codes == [200, 200, 429]
+    assert limited.status_code == 429
+    assert int(limited.headers["retry-after"]) >= 1
+    assert "requests a minute" in limited.json()["detail"]
+    assert other.status_code == 200  # the limit is per key
+
+
+def test_stream_errors_before_and_after_the_response_starts(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assistant = client.app.state.services.assistant  # type: ignore[attr-defined]
+
+    def fails_early(*args: object, **kwargs: object) -> Iterator[Event]:
+        raise StoreError("the vector store is unreachable")
+        yield  # a generator, like the real one
+
+    def fails_late(*args: object, **kwargs: object) -> Iterator[Event]:
+        yield Token("The gateway")
+        raise RuntimeError("boom: internal detail")
+
+    question = {"question": "How long does the gateway keep prompts?"}
+    monkeypatch.setattr(assistant, "stream", fails_early)
+    early = client.post("/v1/ask/stream", json=question)
+    assert early.status_code == 503
+    assert "unreachable" in early.json()["detail"]
+    monkeypatch.setattr(assistant, "stream", fails_late)
+    late = client.post("/v1/ask/stream", json=question)
+    frames = [f for f in late.text.split("\n\n") if f]
+    assert frames[0].startswith("event: token")
+    assert frames[-1].startswith("event: error")  # not a stream that just stops
+    error = json.loads(frames[-1].split("data: ", 1)[1])
+    assert error["status"] == 500
+    assert "boom" not in error["detail"]  # no internals reach the client

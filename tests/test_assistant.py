@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from assistant.gaps import GapLog
 from assistant.generators import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages
 from assistant.service import Assistant, AssistantOptions, Final, Token
@@ -98,33 +96,30 @@ def _assistant(
     retriever: HybridRetriever,
     generator: Any,
     embedder: SentenceTransformerEmbedder,
-    gaps: GapLog | None = None,
 ) -> Assistant:
     return Assistant(
-        retriever, generator, embedder, today=lambda: TODAY, options=AssistantOptions(), gaps=gaps
+        retriever, generator, embedder, today=lambda: TODAY, options=AssistantOptions()
     )
 
 
 def test_nothing_relevant_means_a_refusal_without_generating(
-    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder, tmp_path: Path
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
 ) -> None:
     generator = ScriptedGenerator("should not be called")
-    gaps = GapLog(tmp_path / "gaps.jsonl")
-    answer = _assistant(retriever, generator, embedder, gaps).ask(
+    answer = _assistant(retriever, generator, embedder).ask(
         "What is the canteen menu on Fridays in the Gdansk plant?", principal=Principal()
     )
     assert answer.refused
     assert answer.answer.startswith(REFUSAL_SENTENCE)
     assert answer.citations == []
     assert generator.seen == []
-    assert gaps.entries()[0]["reason"] == "no relevant source"
+    assert answer.refusal_reason == "no relevant source"
 
 
 def test_the_model_saying_it_does_not_know_is_a_structured_refusal(
-    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder, tmp_path: Path
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
 ) -> None:
-    gaps = GapLog(tmp_path / "gaps.jsonl")
-    answer = _assistant(retriever, ScriptedGenerator(REFUSAL_SENTENCE), embedder, gaps).ask(
+    answer = _assistant(retriever, ScriptedGenerator(REFUSAL_SENTENCE), embedder).ask(
         "How long does KAIG keep prompts for the self-hosted model?", principal=Principal()
     )
     assert answer.refused
@@ -132,7 +127,6 @@ def test_the_model_saying_it_does_not_know_is_a_structured_refusal(
     assert answer.nearby
     assert answer.nearby[0]["doc_id"] == "kaig-faq"
     assert "KAIG FAQ" in answer.answer  # says what the base covers nearby
-    assert len(gaps.entries()) == 1
 
 
 def test_a_stale_cited_source_is_flagged_with_owner_and_date(

@@ -86,3 +86,69 @@ def test_bad_parameters_get_a_clear_error(tmp_path: Path) -> None:
     missing = kb(tmp_path, "ingest", str(tmp_path / "nope"))
     assert missing.returncode == 2
     assert "not a folder" in missing.stderr
+
+
+def test_keys_create_list_revoke(tmp_path: Path) -> None:
+    created = kb(
+        tmp_path,
+        "keys",
+        "create",
+        "--name",
+        "cs bot",
+        "--role",
+        "spoke",
+        "--group",
+        "customer_service",
+        "--json",
+    )
+    assert created.returncode == 0, created.stderr
+    key = json.loads(created.stdout)
+    assert key["key"].startswith(f"kb_{key['key_id']}_")
+    assert (key["role"], key["groups"]) == ("spoke", ["customer_service"])
+    human = kb(tmp_path, "keys", "create", "--name", "other")
+    assert human.stdout.strip().startswith("kb_")  # the key alone on stdout, for scripts
+    assert "cannot be shown again" in human.stderr
+    listed = json.loads(kb(tmp_path, "keys", "list", "--json").stdout)
+    assert [k["name"] for k in listed] == ["cs bot", "other"]
+    assert all("key" not in k for k in listed)
+    assert kb(tmp_path, "keys", "revoke", key["key_id"]).returncode == 0
+    listed = json.loads(kb(tmp_path, "keys", "list", "--json").stdout)
+    assert listed[0]["revoked_at"] is not None
+    again = kb(tmp_path, "keys", "revoke", key["key_id"])
+    assert again.returncode == 2
+    assert "no active key" in again.stderr
+    bad = kb(tmp_path, "keys", "create", "--name", "x", "--role", "root")
+    assert bad.returncode == 2
+    assert "root" in bad.stderr
+
+
+def test_dev_mode_refuses_a_public_address(tmp_path: Path) -> None:
+    env_run = subprocess.run(
+        [str(KB), "serve", "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "KB_DATA_DIR": str(tmp_path), "KB_AUTH": "dev"},
+        timeout=120,
+        check=False,
+    )
+    assert env_run.returncode == 2
+    assert "KB_AUTH=dev" in env_run.stderr
+    assert "Traceback" not in env_run.stderr
+
+
+def test_refused_cli_questions_reach_the_gap_report(tmp_path: Path, tree: Path) -> None:
+    kb(tmp_path, "ingest", str(tree))
+    asked = kb(
+        tmp_path,
+        "ask",
+        "Which band plays at the summer party?",
+        "--generator",
+        "extractive",
+        "--json",
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert json.loads(asked.stdout)["refused"] is True
+    gaps = json.loads(kb(tmp_path, "gaps", "--json").stdout)
+    assert [(g["question"], g["times_asked"]) for g in gaps] == [
+        ("Which band plays at the summer party?", 1)
+    ]

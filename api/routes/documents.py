@@ -65,7 +65,8 @@ def stale_documents(services: ServicesDep, caller: SpokeDep) -> list[OwnerQueue]
     """The review queue (spoke or admin role): documents past their review date, grouped by
     owner, most overdue first."""
     records = readable(services.store.documents(), caller.principal)
-    return review_queue(records, services.settings.today_date())
+    use = services.query_log.document_use(r.doc_id for r in records)
+    return review_queue(records, services.settings.today_date(), use)
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)

@@ -1,0 +1,222 @@
+"""The query log: every answer given (question, who asked, what was cited, refused or not,
+latency) and the feedback on it, in a small SQLite file under `KB_DATA_DIR`.
+
+It is what governance reads: how often each document is cited (the review queue ranks stale
+documents people actually rely on), which questions the base could not answer (the knowledge-gap
+report), and which answers readers marked wrong or outdated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from assistant.service import Answer
+from index.errors import NotFoundError
+
+
+class Rating(StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+class FeedbackReason(StrEnum):
+    WRONG_SOURCE = "wrong_source"
+    OUTDATED = "outdated"
+    INCOMPLETE = "incomplete"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asked, as the log records it: a key id (or `cli`), and the groups it read as."""
+
+    id: str
+    groups: tuple[str, ...] = ()
+    admin: bool = False
+
+
+@dataclass(frozen=True)
+class Gap:
+    """A question the base could not answer, with how often it was asked."""
+
+    question: str
+    times_asked: int
+    last_asked: str
+    reasons: list[str]
+    nearby: list[str]
+
+
+@dataclass(frozen=True)
+class DocumentUse:
+    doc_id: str
+    cited: int
+    thumbs_down: int
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS answers (
+    answer_id TEXT PRIMARY KEY,
+    at TEXT NOT NULL,
+    asker TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    route TEXT NOT NULL,
+    question TEXT NOT NULL,
+    standalone TEXT NOT NULL,
+    refused INTEGER NOT NULL,
+    refusal_reason TEXT,
+    cited TEXT NOT NULL,
+    stale_cited INTEGER NOT NULL,
+    nearby TEXT NOT NULL,
+    generator TEXT NOT NULL,
+    latency_ms REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS answers_refused ON answers (refused, at);
+CREATE TABLE IF NOT EXISTS citations (
+    answer_id TEXT NOT NULL REFERENCES answers (answer_id),
+    doc_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS citations_doc ON citations (doc_id);
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    answer_id TEXT NOT NULL REFERENCES answers (answer_id),
+    at TEXT NOT NULL,
+    asker TEXT NOT NULL,
+    rating TEXT NOT NULL,
+    reason TEXT,
+    comment TEXT
+);
+CREATE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id);
+"""
+
+_SPACES = re.compile(r"\s+")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def _normalise(question: str) -> str:
+    return _SPACES.sub(" ", question.strip().lower()).rstrip("?!. ")
+
+
+class QueryLog:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")  # the CLI and the service may share it
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def record(self, answer: Answer, asker: Asker, *, route: str, latency_ms: float) -> None:
+        cited = sorted({c.doc_id for c in answer.citations})
+        row = (
+            answer.answer_id,
+            _now(),
+            asker.id,
+            json.dumps(["admin"] if asker.admin else sorted(asker.groups)),
+            route,
+            answer.question,
+            answer.standalone_question,
+            int(answer.refused),
+            answer.refusal_reason,
+            json.dumps(cited),
+            sum(1 for c in answer.citations if c.stale),
+            json.dumps([n["doc_id"] for n in answer.nearby]),
+            answer.generator,
+            round(latency_ms, 1),
+        )
+        with self._lock:
+            self._db.execute("BEGIN")
+            self._db.execute(f"INSERT INTO answers VALUES ({', '.join('?' * len(row))})", row)
+            self._db.executemany(
+                "INSERT INTO citations VALUES (?, ?)", [(answer.answer_id, d) for d in cited]
+            )
+            self._db.execute("COMMIT")
+
+    def add_feedback(
+        self,
+        answer_id: str,
+        asker: Asker,
+        rating: Rating,
+        reason: FeedbackReason | None = None,
+        comment: str | None = None,
+    ) -> None:
+        """Feedback on an answer the same caller received (an admin may rate any answer)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT asker FROM answers WHERE answer_id = ?", (answer_id,)
+            ).fetchone()
+            if row is None or (row[0] != asker.id and not asker.admin):
+                raise NotFoundError(
+                    f"no answer '{answer_id}' for this key: use the answer_id that /v1/ask "
+                    "returned to you"
+                )
+            self._db.execute(
+                "INSERT INTO feedback (answer_id, at, asker, rating, reason, comment) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (answer_id, _now(), asker.id, rating.value, reason and reason.value, comment),
+            )
+
+    def document_use(self, doc_ids: Iterable[str] | None = None) -> dict[str, DocumentUse]:
+        """How often each document was cited, and how many of those answers got a thumbs down."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT c.doc_id, COUNT(DISTINCT c.answer_id), "
+                "COUNT(DISTINCT CASE WHEN f.rating = 'down' THEN f.answer_id END) "
+                "FROM citations c LEFT JOIN feedback f ON f.answer_id = c.answer_id "
+                "GROUP BY c.doc_id"
+            ).fetchall()
+        use = {doc: DocumentUse(doc, cited, down) for doc, cited, down in rows}
+        if doc_ids is None:
+            return use
+        return {d: use.get(d, DocumentUse(d, 0, 0)) for d in doc_ids}
+
+    def gaps(self, limit: int = 50, since: dt.date | None = None) -> list[Gap]:
+        """Refused questions, the same question (case and spacing aside) counted once, most
+        asked first."""
+        query = "SELECT standalone, at, refusal_reason, nearby FROM answers WHERE refused = 1"
+        params: tuple[str, ...] = ()
+        if since is not None:
+            query += " AND at >= ?"
+            params = (since.isoformat(),)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY at", params).fetchall()
+        grouped: dict[str, list[tuple[str, str, str | None, str]]] = {}
+        for row in rows:
+            grouped.setdefault(_normalise(row[0]), []).append(row)
+        gaps = []
+        for asked in grouped.values():
+            nearby: dict[str, None] = {}
+            for row in asked:
+                nearby.update(dict.fromkeys(json.loads(row[3])))
+            gaps.append(
+                Gap(
+                    question=asked[-1][0],
+                    times_asked=len(asked),
+                    last_asked=asked[-1][1],
+                    reasons=sorted({r[2] for r in asked if r[2]}),
+                    nearby=list(nearby)[:3],
+                )
+            )
+        gaps.sort(key=lambda g: g.last_asked, reverse=True)
+        gaps.sort(key=lambda g: g.times_asked, reverse=True)  # stable: recent first among ties
+        return gaps[:limit]
+
+    def feedback_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT rating || ':' || COALESCE(reason, '-'), COUNT(*) FROM feedback GROUP BY 1"
+            ).fetchall()
+        return dict(rows)
