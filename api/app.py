@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.assembly import (
+    build_answer_embedder,
     build_assistant,
     build_embedder,
     build_generator,
@@ -44,11 +45,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = build_store(settings)
         embedder = build_embedder(settings, threads=settings.serve_threads)
-        retriever = build_retriever(settings, store, embedder)
+        cached = build_answer_embedder(settings, embedder)
+        retriever = build_retriever(settings, store, cached)
         retriever.warm()  # load the model and the keyword index now, not on the first request
-        assistant = build_assistant(
-            settings, retriever, embedder, build_generator(settings, embedder)
-        )
+        assistant = build_assistant(settings, retriever, cached, build_generator(settings, cached))
         keys = KeyStore(settings.keys_path)
         query_log = QueryLog(settings.query_log_path)
         app.state.services = Services(

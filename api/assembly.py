@@ -8,7 +8,7 @@ from api.settings import Settings
 from assistant.citations import CheckOptions
 from assistant.generators import Generator, GeneratorConfig, make_generator
 from assistant.service import Assistant, AssistantOptions
-from index.embedding import SentenceTransformerEmbedder
+from index.embedding import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from index.environment import use_offline_environment
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
@@ -46,6 +46,11 @@ def build_embedder(
     )
 
 
+def build_answer_embedder(settings: Settings, embedder: Embedder) -> Embedder:
+    """The embedder for answering: queries, sentences to rank and to check, remembered."""
+    return CachedEmbedder(embedder, settings.embed_cache_entries)
+
+
 def build_ingester(
     settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
 ) -> Ingester:
@@ -57,9 +62,7 @@ def build_ingester(
     return Ingester(store, embedder, chunking=options)
 
 
-def build_retriever(
-    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
-) -> HybridRetriever:
+def build_retriever(settings: Settings, store: ChromaStore, embedder: Embedder) -> HybridRetriever:
     options = RetrievalOptions(
         mode=settings.retrieval_mode,
         dense_weight=settings.dense_weight,
@@ -71,9 +74,7 @@ def build_retriever(
     return HybridRetriever(store, embedder, keyword, options)
 
 
-def build_generator(
-    settings: Settings, embedder: SentenceTransformerEmbedder, name: str | None = None
-) -> Generator:
+def build_generator(settings: Settings, embedder: Embedder, name: str | None = None) -> Generator:
     config = GeneratorConfig(
         model_path=settings.llm_model_path,
         context_tokens=settings.llm_context_tokens,
@@ -91,7 +92,7 @@ def build_generator(
 def build_assistant(
     settings: Settings,
     retriever: HybridRetriever,
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     generator: Generator,
 ) -> Assistant:
     options = AssistantOptions(

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from api.assembly import (
+    build_answer_embedder,
     build_assistant,
     build_embedder,
     build_generator,
@@ -176,7 +177,7 @@ def ask(
     """A grounded answer with checked citations and review-date warnings."""
     settings = _settings()
     store = build_store(settings)
-    embedder = build_embedder(settings)
+    embedder = build_answer_embedder(settings, build_embedder(settings))
     assistant = build_assistant(
         settings,
         build_retriever(settings, store, embedder),

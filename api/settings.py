@@ -65,6 +65,12 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(
         64, ge=1, le=1024, description="Texts per forward pass of the embedding model."
     )
+    embed_cache_entries: int = Field(
+        20_000,
+        ge=0,
+        description="Texts whose vectors answering remembers (about 1.5 KB each): sentences "
+        "ranked and checked again, repeated questions. 0 turns the cache off.",
+    )
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
         "hybrid", description="Retrieval: dense and BM25 fused (`hybrid`), or one of them alone."
     )

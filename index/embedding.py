@@ -8,6 +8,7 @@ silently truncated, so the chunker sizes pieces with `count_tokens`.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -125,3 +126,54 @@ class SentenceTransformerEmbedder:
             list(texts), add_special_tokens=False, truncation=False, verbose=False
         )
         return [len(ids) for ids in encoded["input_ids"]]
+
+
+class CachedEmbedder:
+    """An embedder that remembers the vectors of the texts it saw last (a bounded LRU).
+
+    Answering embeds the same sentences more than once: the extractive generator ranks the
+    sources' sentences, then citation checking compares the answer with those sentences again,
+    and popular documents' sentences recur across questions. The model is deterministic, so a
+    remembered vector is the vector.
+    """
+
+    def __init__(self, inner: Embedder, max_entries: int = 20_000) -> None:
+        self._inner = inner
+        self._max = max_entries
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self._inner.name
+
+    @property
+    def dimension(self) -> int:
+        return self._inner.dimension
+
+    @property
+    def max_tokens(self) -> int:
+        return self._inner.max_tokens
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts or self._max == 0:
+            return self._inner.embed(texts)
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for text in texts:
+                vector = self._vectors.get(text)
+                if vector is not None:
+                    self._vectors.move_to_end(text)
+                    found[text] = vector
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            computed = self._inner.embed(missing)
+            with self._lock:
+                for text, row in zip(missing, computed, strict=True):
+                    found[text] = self._vectors[text] = row.copy()  # not a view of the batch
+                while len(self._vectors) > self._max:
+                    self._vectors.popitem(last=False)
+        return np.stack([found[t] for t in texts])  # a copy: callers cannot change the cache
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self._inner.count_tokens(texts)

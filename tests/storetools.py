@@ -4,12 +4,8 @@ skipped, to keep property tests fast)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from index.embedding import SentenceTransformerEmbedder
 from index.store import ChromaStore
 
 
@@ -47,25 +43,6 @@ class InterruptingStore(ChromaStore):
 class CountingStore(InterruptingStore):
     def __init__(self, base: ChromaStore) -> None:
         super().__init__(base, fail_at=-1)
-
-
-class CachingEmbedder:
-    def __init__(self, real: SentenceTransformerEmbedder) -> None:
-        self._real = real
-        self._cache: dict[str, np.ndarray] = {}
-        self.name = real.name
-        self.dimension = real.dimension
-        self.max_tokens = real.max_tokens
-
-    def embed(self, texts: Sequence[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            for text, vector in zip(missing, self._real.embed(missing), strict=True):
-                self._cache[text] = vector
-        return np.stack([self._cache[t] for t in texts]) if texts else self._real.embed([])
-
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self._real.count_tokens(texts)
 
 
 def snapshot(store: ChromaStore) -> tuple[dict[str, Any], dict[str, Any]]:

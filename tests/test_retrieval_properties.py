@@ -13,7 +13,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index.embedding import SentenceTransformerEmbedder
+from index.embedding import CachedEmbedder, SentenceTransformerEmbedder
 from index.facets import FACET_NAMES
 from index.filters import Principal, SearchFilters, build_where
 from index.hybrid import HybridRetriever, RetrievalOptions
@@ -21,7 +21,6 @@ from index.keyword import KeywordIndex, Tokenizer
 from index.records import DocType
 from ingest.sync import Ingester
 from tests.conftest import drop_store, markdown, new_store, write
-from tests.storetools import CachingEmbedder
 
 TODAY = dt.date(2026, 11, 28)
 WORDS = [
@@ -95,7 +94,7 @@ def test_nothing_outside_access_or_filters_ever_comes_back(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _write_docs(Path(tmp), docs)
-            Ingester(store, CachingEmbedder(embedder)).sync(Path(tmp))
+            Ingester(store, CachedEmbedder(embedder)).sync(Path(tmp))
         options = RetrievalOptions(mode=mode)  # type: ignore[arg-type]
         keyword = KeywordIndex(store, None, Tokenizer())
         retriever = HybridRetriever(store, embedder, keyword, options)
@@ -126,7 +125,7 @@ def test_keyword_index_always_matches_the_collection(
     history: list[dict[int, dict[str, Any]]],
 ) -> None:
     store = new_store(chroma_client)
-    model = CachingEmbedder(embedder)
+    model = CachedEmbedder(embedder)
     keyword = KeywordIndex(store, None, Tokenizer())
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -174,7 +173,7 @@ def test_facets_count_exactly_the_allowed_candidate_documents(
     try:
         with tempfile.TemporaryDirectory() as tmp:
             _write_docs(Path(tmp), docs)
-            Ingester(store, CachingEmbedder(embedder)).sync(Path(tmp))
+            Ingester(store, CachedEmbedder(embedder)).sync(Path(tmp))
         options = RetrievalOptions(mode=mode)  # type: ignore[arg-type]
         tokenize = Tokenizer()
         retriever = HybridRetriever(store, embedder, KeywordIndex(store, None, tokenize), options)

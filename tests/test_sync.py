@@ -8,13 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from index.embedding import SentenceTransformerEmbedder
+from index.embedding import CachedEmbedder, SentenceTransformerEmbedder
 from index.store import ChromaStore
 from ingest.sync import Ingester
 from tests.conftest import markdown, write
 from tests.samples import make_docx, make_html, make_pdf
 from tests.storetools import (
-    CachingEmbedder,
     CountingStore,
     Interrupted,
     InterruptingStore,
@@ -30,7 +29,7 @@ SECTIONS = [
 
 @pytest.fixture
 def ingester(store: ChromaStore, embedder: SentenceTransformerEmbedder) -> Ingester:
-    return Ingester(store, CachingEmbedder(embedder))
+    return Ingester(store, CachedEmbedder(embedder))
 
 
 def _tree(root: Path) -> Path:

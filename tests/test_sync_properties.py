@@ -12,11 +12,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from index.embedding import SentenceTransformerEmbedder
+from index.embedding import CachedEmbedder, SentenceTransformerEmbedder
 from ingest.sync import Ingester
 from tests.conftest import drop_store, markdown, new_store, write
 from tests.storetools import (
-    CachingEmbedder,
     Interrupted,
     InterruptingStore,
     assert_consistent,
@@ -57,7 +56,7 @@ def test_any_history_converges_to_a_fresh_ingest(
     chroma_client: Any,
     embedder: SentenceTransformerEmbedder,
 ) -> None:
-    model = CachingEmbedder(embedder)
+    model = CachedEmbedder(embedder)
     store, fresh = new_store(chroma_client), new_store(chroma_client)
     try:
         with tempfile.TemporaryDirectory() as tmp:
