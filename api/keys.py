@@ -154,7 +154,7 @@ class KeyStore:
         with self._lock:
             rows = self._db.execute(
                 "SELECT key_id, name, role, groups, created_at, last_used_at, revoked_at "
-                "FROM api_keys ORDER BY created_at, key_id"
+                "FROM api_keys ORDER BY rowid"
             ).fetchall()
         return [
             KeyInfo(r[0], r[1], Role(r[2]), tuple(json.loads(r[3])), r[4], r[5], r[6]) for r in rows

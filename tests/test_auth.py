@@ -124,3 +124,10 @@ def test_full_buckets_are_forgotten_when_the_table_is_full() -> None:
     clock.now += 10  # both refilled
     limiter.acquire("c")
     assert len(limiter._buckets) == 1
+
+
+def test_keys_are_listed_in_creation_order(keys: KeyStore) -> None:
+    names = [f"key {i}" for i in range(12)]  # all within one second: ids are random
+    for name in names:
+        keys.create(name, Role.READER)
+    assert [k.name for k in keys.list()] == names
