@@ -1,7 +1,8 @@
 """Service benchmark: the HTTP API as clients meet it, a real `kb serve` process on loopback.
 
 For `POST /v1/search` and `POST /v1/ask` (extractive generator), N concurrent clients (1, 8, 32
-by default) send the golden set's questions, each level bounded in requests and time; the table
+by default) send the golden set's questions, each level bounded in requests and time and served
+by a fresh server (so no level reuses vectors an earlier one cached); the table
 gives throughput, p50/p95/p99 latency and errors (any non-2xx or transport error). With
 `--local-ttft N` the server is restarted with the local model and N questions are streamed one
 at a time from `POST /v1/ask/stream`, giving time to the first token event and to the final
@@ -209,17 +210,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     asks = [{"question": q} for q in questions]
     load_before = os.getloadavg()
     results: list[LevelResult] = []
-    with server(args.workdir, "extractive") as base:
-        for route, bodies, limit in (
-            ("/v1/search", searches, args.requests),
-            ("/v1/ask", asks, args.ask_requests),
-        ):
-            for clients in levels:
+    for route, bodies, limit in (
+        ("/v1/search", searches, args.requests),
+        ("/v1/ask", asks, args.ask_requests),
+    ):
+        for clients in levels:
+            # a fresh server per level: no level answers from vectors an earlier one cached
+            with server(args.workdir, "extractive") as base:
                 level = asyncio.run(
                     run_level(base, key, route, bodies, clients, limit, args.seconds)
                 )
-                results.append(level)
-                print(f"  {level.summary()}", file=sys.stderr, flush=True)
+            results.append(level)
+            print(f"  {level.summary()}", file=sys.stderr, flush=True)
     ttft: list[dict[str, Any]] = []
     if args.local_ttft and (REPO / product_settings(args.workdir).llm_model_path).exists():
         answerable = [q.question for q in golden if q.answerable][: args.local_ttft]
