@@ -38,3 +38,4 @@ unit: install
 bench: install
 	$(BIN)/python -m evals.bench_ingest
 	$(BIN)/python -m evals.bench_retrieval
+	$(BIN)/python -m evals.bench_service
