@@ -85,6 +85,7 @@ def build_generator(settings: Settings, embedder: Embedder, name: str | None = N
         api_key=settings.openai_api_key,
         timeout_s=settings.openai_timeout_s,
         retries=settings.openai_retries,
+        context_words=settings.answer_context_words,
     )
     return make_generator(name or settings.generator, config, embedder)
 

@@ -93,7 +93,7 @@ class Settings(BaseSettings):
     )
     llm_context_tokens: int = Field(4096, ge=512, description="Context window of the local model.")
     llm_threads: int | None = Field(None, ge=1, description="CPU threads for the local model.")
-    llm_max_tokens: int = Field(320, ge=16, le=4096, description="Longest answer, in tokens.")
+    llm_max_tokens: int = Field(256, ge=16, le=4096, description="Longest answer, in tokens.")
     openai_base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="Base URL of an OpenAI-compatible endpoint."
     )
@@ -104,6 +104,13 @@ class Settings(BaseSettings):
     answer_sources: int = Field(5, ge=1, le=20, description="Sources given to the generator.")
     answer_neighbors: int = Field(
         0, ge=0, le=3, description="Neighbouring chunks added to each source (small-to-big)."
+    )
+    answer_context_words: int = Field(
+        300,
+        ge=0,
+        le=5000,
+        description="Words of the sources a model reads: the sentences closest to the "
+        "question, up to this many (0: the whole sources; evals/README.md).",
     )
     refusal_threshold: float = Field(
         0.40,

@@ -3,12 +3,16 @@
 The answer is split into sentences. For every sentence, each retrieved source gets a support
 score: the best cosine similarity between the sentence and any sentence of the source (the
 embedding model, so paraphrases count), blended with lexical coverage (the share of the
-sentence's content words found in the source, so numbers and names must really be there).
-A citation that its source does not support moves to the source that does; a sentence no
-source supports is removed from the answer and reported; a supported sentence without a
-citation gets one. Citations keep the numbers of the sources as retrieved, so that text
+sentence's content words found in the source); and a source that lacks one of the sentence's
+numbers or names (capitalised words inside it) does not support it at all, however close the
+wording ("the Platinum plan covers ..." against a source about another plan).
+A citation that its source does not support moves to the source that does (of two that
+support it about equally, the one retrieval ranked higher); a sentence no source supports is
+removed from the answer and reported. A sentence without a marker claims the marker closing
+its paragraph (models often cite once per paragraph), and a supported sentence that claims
+nothing gets a citation. Citations keep the numbers of the sources as retrieved, so that text
 already streamed and the checked answer agree. A trailing fragment (generation cut off by the
-token limit) is dropped.
+token limit) is dropped, and so is a sentence repeated word for word.
 """
 
 from __future__ import annotations
@@ -26,9 +30,16 @@ from index.keyword import english_stopwords
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*])")
 _NOT_AN_END = re.compile(r"(?:^|\s)(?:\d+|[a-z]|e\.g|i\.e|etc|vs|no|dr|mr|ms|approx)\.$", re.I)
+_HAS_WORD = re.compile(r"[A-Za-z0-9]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+(?:[.,:/-]\d+)*%?")
 _STOP = english_stopwords()
 _SOURCE_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+# A number, or a capitalised word inside a sentence (after a word, not after punctuation that
+# starts a clause): a name, which a supporting source must contain.
+_LIST_MARKER = re.compile(r"^\s*(?:[-*]|\d+[.)])\s+")
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z'\u2019]*|\d+(?:[.,:/]\d+)*%?")
+_POSSESSIVE = ("'s", "'", "\u2019s", "\u2019")
+_INSIDE = re.compile(r"[A-Za-z0-9,] $")  # a word goes before: not a sentence or clause start
 
 
 @dataclass(frozen=True)
@@ -36,6 +47,7 @@ class CheckOptions:
     threshold: float = 0.55  # support below this is "not supported"
     lexical_weight: float = 0.4
     min_content_words: int = 3  # shorter sentences ("Here are the steps:") need no citation
+    tie_margin: float = 0.02  # sources this close to the best support are as good: rank decides
 
 
 @dataclass
@@ -81,17 +93,36 @@ def _fragments(text: str) -> list[str]:
 def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
     """(sentence without markers, cited numbers); markers after a sentence's full stop
     ("... done. [2]") belong to it."""
-    out: list[tuple[str, list[int]]] = []
-    for raw in _fragments(answer.strip()):
-        if not raw.strip():
+    return [(text, numbers) for text, numbers, _ in _split(answer)]
+
+
+def _split(answer: str) -> list[tuple[str, list[int], int]]:
+    """split_sentences(), with the number of the line (paragraph) each sentence is on."""
+    out: list[tuple[str, list[int], int]] = []
+    for line_no, line in enumerate(answer.strip().splitlines()):
+        for raw in _fragments(line):
+            numbers = [int(n) for group in _CITE.findall(raw) for n in group.split(",")]
+            text = _CITE.sub("", raw).strip()
+            if not _HAS_WORD.search(text):  # a stray marker group, or "...": not a sentence
+                if out:
+                    out[-1][1].extend(numbers)  # the markers belong to the sentence before
+            else:
+                out.append((text, numbers, line_no))
+    return out
+
+
+def paragraph_citations(answer: str) -> list[tuple[str, list[int], bool]]:
+    """(sentence, claimed numbers, cited explicitly). A sentence without a marker claims the
+    marker that closes its paragraph: models often cite once, after the last sentence of what
+    they drew from one source ("A. B. C. [2]")."""
+    parsed = _split(answer)
+    out: list[tuple[str, list[int], bool]] = []
+    for i, (text, numbers, line_no) in enumerate(parsed):
+        if numbers:
+            out.append((text, numbers, True))
             continue
-        numbers = [int(n) for group in _CITE.findall(raw) for n in group.split(",")]
-        text = _CITE.sub("", raw).strip()
-        if not text and out:  # a stray marker group: give it to the sentence before
-            out[-1][1].extend(numbers)
-            continue
-        if text:
-            out.append((text, numbers))
+        following = (n for t, n, line in parsed[i + 1 :] if line == line_no and n)
+        out.append((text, list(next(following, [])), False))
     return out
 
 
@@ -113,27 +144,28 @@ def content_words(text: str) -> set[str]:
 def check_citations(
     answer: str, sources: Sequence[Source], embedder: Embedder, options: CheckOptions
 ) -> CheckedAnswer:
-    parsed = split_sentences(answer)
+    parsed = paragraph_citations(answer)
     if parsed and _cut_off(parsed[-1][0]):
         parsed = parsed[:-1]
+    parsed = _once(parsed)
     if not parsed or not sources:
-        return CheckedAnswer([], [CheckedSentence(t, [], 0.0, c) for t, c in parsed], 0)
-    support, best_hit = _support_matrix([t for t, _ in parsed], sources, embedder, options)
+        return CheckedAnswer([], [CheckedSentence(t, [], 0.0, c) for t, c, _ in parsed], 0)
+    support, best_hit = _support_matrix([t for t, _, _ in parsed], sources, embedder, options)
     by_number = {s.n: i for i, s in enumerate(sources)}
     kept: list[CheckedSentence] = []
     dropped: list[CheckedSentence] = []
     moved = 0
-    for row, (text, claimed) in enumerate(parsed):
+    for row, (text, claimed, explicit) in enumerate(parsed):
         scores = support[row]
         valid = [n for n in claimed if n in by_number]
         good = [n for n in valid if scores[by_number[n]] >= options.threshold]
-        best = int(np.argmax(scores))
+        best = _best(scores, options.tie_margin)
         if good:
             chosen = good
         elif scores[best] >= options.threshold:
             chosen = [sources[best].n]
             moved += bool(claimed)
-        elif _connective(text, options) and not claimed:
+        elif _connective(text, options) and not explicit:
             kept.append(CheckedSentence(text, [], 0.0, claimed))  # connective text
             continue
         else:
@@ -143,6 +175,24 @@ def check_citations(
         pages = {n: best_hit[row][by_number[n]] for n in chosen}
         kept.append(CheckedSentence(text, chosen, top, claimed, pages))
     return CheckedAnswer(kept, dropped, moved)
+
+
+def _once(parsed: list[tuple[str, list[int], bool]]) -> list[tuple[str, list[int], bool]]:
+    """Each sentence once: a small model decoding greedily can loop."""
+    seen: set[str] = set()
+    out = []
+    for sentence in parsed:
+        key = " ".join(_LIST_MARKER.sub("", sentence[0]).lower().split())
+        if key not in seen:
+            seen.add(key)
+            out.append(sentence)
+    return out
+
+
+def _best(scores: np.ndarray, margin: float) -> int:
+    """The source that supports a sentence best; on a near tie (the same text in two
+    documents, such as two editions of a plan), the one retrieval ranked higher."""
+    return int(np.flatnonzero(scores >= scores.max() - margin)[0])
 
 
 def _support_matrix(
@@ -172,11 +222,61 @@ def _support_matrix(
             for i, arg in enumerate(sims[:, columns].argmax(axis=1)):
                 best_page[i][j] = page[int(columns[arg])]
     lexical = np.zeros_like(semantic)
+    named = np.ones_like(semantic)
     source_words = [content_words(s.text) for s in sources]
+    source_texts = [f"{s.heading()}\n{s.text}" for s in sources]
     for i, sentence in enumerate(sentences):
         words = content_words(sentence)
-        if words:
-            for j, vocabulary in enumerate(source_words):
+        names = names_in(sentence)
+        for j, vocabulary in enumerate(source_words):
+            if words:
                 lexical[i, j] = len(words & vocabulary) / len(words)
+            named[i, j] = _has_names(names, source_texts[j])
     w = options.lexical_weight
-    return np.clip((1 - w) * semantic + w * lexical, 0.0, 1.0), best_page
+    support = np.clip((1 - w) * semantic + w * lexical, 0.0, 1.0)
+    return support * named, best_page
+
+
+def names_in(sentence: str) -> set[str]:
+    """The numbers and names of a sentence, lowercased and singular. A name is a run of
+    capitalised words inside the sentence (not opening it or a clause), ended by a
+    possessive: "The Northwind Platinum plan costs 40 EUR" -> {"northwind platinum", "40",
+    "eur"}; "Ask Contoso's Technical Product Marketing team" -> {"contoso", "technical
+    product marketing"}."""
+    text = _LIST_MARKER.sub("", sentence)
+    names: set[str] = set()
+    run: list[str] = []
+    end = 0
+    possessive = False  # the word before was one: it ended a name, and this one is inside
+    for token in _TOKEN.finditer(text):
+        word = token.group()
+        joined = bool(run) and not possessive and text[end : token.start()] == " "
+        inside = joined or possessive or bool(_INSIDE.search(text[: token.start()]))
+        capital = word[0].isupper() and inside and word != "I"
+        if run and not (capital and joined):
+            names.add(" ".join(run))
+            run = []
+        if word[0].isdigit():
+            names.add(word)
+        elif capital:
+            run.append(_normal(word))
+        end, possessive = token.end(), word.endswith(_POSSESSIVE)
+    if run:
+        names.add(" ".join(run))
+    return names - _STOP
+
+
+def _has_names(names: set[str], text: str) -> bool:
+    words = f" {' '.join(_normal(w) for w in _TOKEN.findall(text))} "
+    return all(f" {name} " in words for name in names)
+
+
+def _normal(word: str) -> str:
+    """Lowercase, without a possessive, singular: "Workers'" and "worker's" -> "worker"."""
+    word = word.lower().replace("\u2019", "'")
+    word = word.removesuffix("'s").rstrip("'")
+    return _singular(word)
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word

@@ -12,6 +12,7 @@ refusals and warnings happen after it, the same for all three.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ import numpy as np
 
 from assistant.citations import split_sentences
 from assistant.prompt import Turn, build_messages, build_rewrite_messages
-from assistant.sources import Source
+from assistant.sources import Source, excerpts
 from index.embedding import Embedder
 from index.errors import ConfigurationError, KBError
 
@@ -61,25 +62,34 @@ class GeneratorConfig:
     model_path: Path | None = None
     context_tokens: int = 4096
     threads: int | None = None
-    max_answer_tokens: int = 320
+    max_answer_tokens: int = 256
     base_url: str = "http://127.0.0.1:8080/v1"
     model: str = "local"
     api_key: str | None = None
     timeout_s: float = 120.0
     retries: int = 2
     extractive_sentences: int = 4
+    context_words: int = 300  # words of the sources a prompted model reads (0: all of them)
+
+
+Excerpts = Callable[[str, Sequence[Source]], dict[int, str]]
 
 
 class PromptedGenerator:
-    """Any chat model behind the grounded prompt."""
+    """Any chat model behind the grounded prompt; `excerpts` (question, sources -> the text
+    shown of each source) cuts the sources down, when given."""
 
-    def __init__(self, name: str, model: ChatModel, max_tokens: int) -> None:
+    def __init__(
+        self, name: str, model: ChatModel, max_tokens: int, excerpts: Excerpts | None = None
+    ) -> None:
         self.name = name
         self._model = model
         self._max_tokens = max_tokens
+        self._excerpts = excerpts
 
     def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
-        return self._model.stream_chat(build_messages(question, sources), self._max_tokens)
+        texts = self._excerpts(question, sources) if self._excerpts else None
+        return self._model.stream_chat(build_messages(question, sources, texts), self._max_tokens)
 
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
         text = "".join(self._model.stream_chat(build_rewrite_messages(history, question), 64))
@@ -268,11 +278,19 @@ def _local(config: GeneratorConfig, embedder: Embedder) -> Generator:
             "KB_GENERATOR=extractive or openai"
         ) from exc
     chat = LlamaCppChat(config.model_path, config.context_tokens, config.threads)
-    return PromptedGenerator("local", chat, config.max_answer_tokens)
+    return PromptedGenerator("local", chat, config.max_answer_tokens, _excerpter(config, embedder))
 
 
 def _openai(config: GeneratorConfig, embedder: Embedder) -> Generator:
-    return PromptedGenerator("openai", OpenAIChat(config), config.max_answer_tokens)
+    return PromptedGenerator(
+        "openai", OpenAIChat(config), config.max_answer_tokens, _excerpter(config, embedder)
+    )
+
+
+def _excerpter(config: GeneratorConfig, embedder: Embedder) -> Excerpts | None:
+    if config.context_words <= 0:
+        return None
+    return functools.partial(excerpts, embedder=embedder, max_words=config.context_words)
 
 
 def _extractive(config: GeneratorConfig, embedder: Embedder) -> Generator:

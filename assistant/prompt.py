@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from assistant.sources import Source
@@ -29,20 +29,74 @@ def _escape(text: str) -> str:
     return text.replace("</source>", "</ source>")
 
 
-def render_sources(sources: Sequence[Source]) -> str:
+def _render(n: int, heading: str, text: str) -> str:
+    return f'<source n="{n}">\n[{n}] {heading}\n{_escape(text)}\n</source>'
+
+
+def render_sources(sources: Sequence[Source], texts: Mapping[int, str] | None = None) -> str:
+    """The sources as numbered documents; `texts` (source number -> excerpt) replaces their
+    text, and a source it leaves out is not shown."""
     return "\n\n".join(
-        f'<source n="{s.n}">\n[{s.n}] {s.heading()}\n{_escape(s.text)}\n</source>' for s in sources
+        _render(s.n, s.heading(), s.text if texts is None else texts[s.n])
+        for s in sources
+        if texts is None or s.n in texts
     )
 
 
-def build_messages(question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
-    user = (
-        f"Sources:\n\n{render_sources(sources)}\n\n"
+def _user(rendered_sources: str, question: str) -> str:
+    return (
+        f"Sources:\n\n{rendered_sources}\n\n"
         f"Question: {question}\n\n"
         "Answer briefly from the sources only. End every sentence with its source number "
         f"like [1]. If the sources do not answer it, reply exactly: {REFUSAL_SENTENCE}"
     )
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+# One worked exchange in the exact format wanted (an answer citing each sentence, and a
+# refusal), about an invented policy. It never changes, so llama.cpp reuses its evaluated
+# tokens from one question to the next: it costs prompt time once per loaded model.
+_EXAMPLE_SOURCES = "\n\n".join(
+    [
+        _render(
+            1,
+            "Travel policy; section: Flights; page 4",
+            "Employees book economy class for flights under six hours. Business class is "
+            "allowed on flights of six hours or more, with a director's approval. Book "
+            "through the travel portal at least 14 days before departure.",
+        ),
+        _render(
+            2,
+            "Expenses FAQ; section: Meals; page 2",
+            "Meals on travel days are reimbursed up to 60 EUR a day. Alcohol is never reimbursed.",
+        ),
+    ]
+)
+EXAMPLE: list[dict[str, str]] = [
+    {
+        "role": "user",
+        "content": _user(_EXAMPLE_SOURCES, "Can I fly business class, and when must I book?"),
+    },
+    {
+        "role": "assistant",
+        "content": "Business class is allowed on flights of six hours or more, with a "
+        "director's approval [1]. Shorter flights are booked in economy class [1]. Book "
+        "through the travel portal at least 14 days before departure [1].",
+    },
+    {
+        "role": "user",
+        "content": _user(_EXAMPLE_SOURCES, "How many vacation days do new employees get?"),
+    },
+    {"role": "assistant", "content": REFUSAL_SENTENCE},
+]
+
+
+def build_messages(
+    question: str, sources: Sequence[Source], texts: Mapping[int, str] | None = None
+) -> list[dict[str, str]]:
+    """System rules, the worked example, then the sources (or their excerpts, `texts`) and
+    the question."""
+    user = _user(render_sources(sources, texts), question)
+    return [{"role": "system", "content": SYSTEM}, *EXAMPLE, {"role": "user", "content": user}]
 
 
 REWRITE_SYSTEM = """Rewrite the user's last question so that it can be understood without the

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from assistant.citations import CheckedAnswer, CheckOptions, check_citations
+from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_sentences
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
 from assistant.sources import Source, number_sources
@@ -23,6 +23,9 @@ from index.hybrid import HybridRetriever
 
 _DONT_KNOW = re.compile(
     r"\b(i don'?t know|i do not know|not (?:contained|covered|mentioned) in)\b", re.I
+)
+_DONT_KNOW_SENTENCE = re.compile(
+    r"[^.!?\n]*" + _DONT_KNOW.pattern + r"[^.!?\n]*[.!?]?(?:\s*\[[\d,\s]+\])*", re.I
 )
 _REFERS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|there|he|she|one)\b", re.I)
 
@@ -154,9 +157,9 @@ class Assistant:
                 timings["first_token"] = _ms(started)
             parts.append(delta)
             yield Token(delta)
-        text = "".join(parts).strip()
+        text = _without_dont_know("".join(parts))
         timings["generate"] = round(_ms(started) - timings["retrieve"], 1)
-        if not text or (_DONT_KNOW.search(text) and not re.search(r"\[\d", text)):
+        if not text:
             timings["total"] = _ms(started)
             reason = "the model found no answer"
             yield Final(self._refuse(base, hits, reason, top, timings))
@@ -269,6 +272,16 @@ def _citation(source: Source, support: float, page: int | None, pages: set[int])
         link=source_link(hit),
         pages=sorted(pages),
     )
+
+
+def _without_dont_know(text: str) -> str:
+    """The answer without its "I don't know" sentences, or "" when it opens with one (the
+    model's verdict). A model sometimes answers and then adds that it does not know (the rest
+    of the question, or out of habit): what it did write is still checked."""
+    sentences = split_sentences(text)
+    if not sentences or _DONT_KNOW.search(sentences[0][0]):
+        return ""
+    return _DONT_KNOW_SENTENCE.sub("", text).strip()
 
 
 def _ms(started: float) -> float:

@@ -399,6 +399,7 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
         "retrieval_mode",
         "answer_sources",
         "answer_neighbors",
+        "answer_context_words",
         "refusal_threshold",
         "citation_threshold",
         "llm_model_path",

@@ -3,6 +3,7 @@ same model behind llama-cpp's OpenAI-compatible server for the `openai` backend.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 
 from assistant.generators import GeneratorConfig, LlamaCppChat, OpenAIChat, PromptedGenerator
 from assistant.service import Assistant, AssistantOptions
+from assistant.sources import excerpts
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
@@ -51,7 +53,10 @@ def local_chat(model_path: Any) -> RecordingChat:
 
 
 def _assistant(retriever: HybridRetriever, chat: Any, embedder: Any) -> Assistant:  # noqa: F811
-    generator = PromptedGenerator("local", chat, max_tokens=200)
+    """As the product builds it: sources cut to their closest 300 words, answers of 256
+    tokens at most."""
+    focus = functools.partial(excerpts, embedder=embedder, max_words=300)
+    generator = PromptedGenerator("local", chat, max_tokens=256, excerpts=focus)
     return Assistant(
         retriever, generator, embedder, today=lambda: TODAY, options=AssistantOptions()
     )

@@ -124,3 +124,133 @@ def test_a_fragment_cut_off_by_the_token_limit_is_dropped(
         "Prompts sent to KAIG are kept for 30 days [1].\nBy", SOURCES, embedder, OPTIONS
     )
     assert [s.text for s in checked.sentences] == ["Prompts sent to KAIG are kept for 30 days."]
+
+
+def test_a_paragraph_cited_once_at_its_end_cites_every_sentence(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    checked = check_citations(
+        "Ask Kestrel deflects 34% of customer contacts. CSAT stayed at 4.3 out of 5 after "
+        "launch. [2]",
+        SOURCES,
+        embedder,
+        OPTIONS,
+    )
+    assert [(s.sources, s.claimed) for s in checked.sentences] == [([2], [2]), ([2], [2])]
+    assert [s.pages[2] for s in checked.sentences] == [3, 7]
+
+
+def test_the_claimed_source_wins_over_an_equally_supporting_one(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """Two documents saying the same thing (two editions of a plan): the sentence keeps the
+    source its paragraph cites, rather than whichever scores a hair higher."""
+    same = "Prompts sent to KAIG are kept for 30 days and then deleted."
+    sources = [Source(1, (_hit("faq-2024", same),)), Source(2, (_hit("faq-2025", same),))]
+    checked = check_citations(
+        "Prompts sent to KAIG are kept for 30 days. They are then deleted [2].",
+        sources,
+        embedder,
+        OPTIONS,
+    )
+    assert [s.sources for s in checked.sentences] == [[2], [2]]
+    assert checked.reattributed == 0
+
+
+def test_a_marker_closes_only_its_own_paragraph(embedder: SentenceTransformerEmbedder) -> None:
+    checked = check_citations(
+        "Ask Kestrel deflects 34% of customer contacts.\nPrompts are kept for 30 days [1].",
+        SOURCES,
+        embedder,
+        OPTIONS,
+    )
+    assert [(s.sources, s.claimed) for s in checked.sentences] == [([2], []), ([1], [1])]
+
+
+def test_an_uncited_sentence_goes_to_the_higher_ranked_of_two_equal_sources(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    sources = [
+        Source(1, (_hit("plan-plus", "Prompts sent to KAIG are kept for 30 days, then deleted."),)),
+        Source(2, (_hit("plan-basic", "Prompts sent to KAIG are kept for 30 days then deleted."),)),
+    ]
+    answer = "Prompts sent to KAIG are kept for 30 days then deleted."
+    support = [check_citations(f"{answer} [{n}]", sources, embedder, OPTIONS) for n in (1, 2)]
+    assert support[1].sentences[0].support > support[0].sentences[0].support  # [2] is verbatim
+    checked = check_citations(answer, sources, embedder, OPTIONS)
+    assert checked.sentences[0].sources == [1]
+    far_apart = CheckOptions(tie_margin=0.0)
+    assert check_citations(answer, sources, embedder, far_apart).sentences[0].sources == [2]
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Prompts sent to KAIG are kept for 90 days and then deleted [1].",  # a wrong number
+        "Prompts sent to the Platinum KAIG are kept for 30 days [1].",  # a name not in it
+    ],
+)
+def test_a_sentence_whose_numbers_or_names_no_source_has_is_dropped(
+    embedder: SentenceTransformerEmbedder, sentence: str
+) -> None:
+    checked = check_citations(sentence, SOURCES, embedder, OPTIONS)
+    assert checked.sentences == []
+    assert len(checked.dropped) == 1
+
+
+def test_names_are_runs_of_capitalised_words_inside_a_sentence_and_numbers() -> None:
+    from assistant.citations import names_in
+
+    assert names_in("1. Ask the Northwind Platinum desk: Before noon, 40% of Claims.") == {
+        "northwind platinum",
+        "40%",
+        "claim",
+    }
+    assert names_in("How do I reach Contoso's Technical Product Marketing team?") == {
+        "contoso",
+        "technical product marketing",
+    }
+
+
+def test_a_name_is_matched_whole_not_word_by_word(embedder: SentenceTransformerEmbedder) -> None:
+    roles = Source(
+        1,
+        (
+            _hit(
+                "roles",
+                "The Manager of Product Marketing leads launches. The Technical Writer "
+                "documents products.",
+            ),
+        ),
+    )
+    kept = check_citations(
+        "The Manager of Product Marketing leads launches [1].", [roles], embedder, OPTIONS
+    )
+    assert len(kept.sentences) == 1
+    made_up = check_citations(
+        "The Manager of Technical Product Marketing leads launches [1].", [roles], embedder, OPTIONS
+    )
+    assert made_up.sentences == []
+
+
+def test_a_sentence_repeated_word_for_word_is_kept_once(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    checked = check_citations(
+        "- Prompts are kept for 30 days [1].\n- CSAT stayed at 4.3 [2].\n"
+        "- Prompts are kept for 30 days [1].",
+        SOURCES,
+        embedder,
+        OPTIONS,
+    )
+    assert [s.text for s in checked.sentences] == [
+        "- Prompts are kept for 30 days.",
+        "- CSAT stayed at 4.3.",
+    ]
+
+
+def test_an_ellipsis_copied_from_an_excerpt_is_not_a_sentence() -> None:
+    assert split_sentences("Tips: [1]\n...\n- Ask first [2].\n[3]") == [
+        ("Tips:", [1]),
+        ("- Ask first.", [2, 3]),
+    ]
