@@ -200,6 +200,10 @@ def test_finance_key_reads_what_its_group_may(client: TestClient) -> None:
         ("GET", "/v1/documents/ask-kestrel", None),
         ("GET", "/v1/documents/ask-kestrel/source", None),
         ("GET", "/v1/documents/stale", None),
+        ("GET", "/v1/gaps", None),
+        ("POST", "/v1/feedback", {"answer_id": "x", "rating": "up"}),
+        ("POST", "/v1/sync", None),
+        ("GET", "/v1/models", None),
     ],
 )
 @pytest.mark.parametrize(
