@@ -247,3 +247,18 @@ def test_refusal_reasons_and_groups() -> None:
     assert list(groups) == ["dont_know", "x.pdf"]
     assert groups["x.pdf"]["answered_rate"] == 0.5
     assert groups["dont_know"]["refusal_rate"] == 1.0
+
+
+def test_refusal_is_also_reported_without_the_dont_knows_the_documents_answer() -> None:
+    from evals.bench_answers import DONT_KNOW, DONT_KNOW_ANSWERED, aggregates
+
+    rows = [
+        scored("1", True, False, group="x.pdf", citation_match=True),
+        scored("2", False, True, group=DONT_KNOW),
+        scored("3", False, False, group=DONT_KNOW),
+        scored("4", False, False, group=DONT_KNOW_ANSWERED),
+    ]
+    out = aggregates(rows, golden=False)
+    assert out["refusal_rate"] == pytest.approx(1 / 3, abs=1e-4)  # the dataset's own labels
+    assert out["refusal_rate_without_answered_in_docs"] == 0.5
+    assert "refusal_rate_without_answered_in_docs" not in aggregates(rows[:3], golden=False)
