@@ -26,8 +26,12 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## Debian's chromium for the chat page's browser tests (not needed to serve the page).
+/usr/bin/chromium:
+	./scripts/install_browser.sh
+
 ## Lint, types, then every test tier (fast and slow).
-test: lint
+test: lint /usr/bin/chromium
 	$(BIN)/pytest
 
 ## The fast tier only, for the edit-test loop.

@@ -30,6 +30,7 @@ from api.limits import install_body_limits
 from api.metrics import Metrics, MetricsMiddleware
 from api.ratelimit import RateLimiter
 from api.routes import admin, ask, chat, documents, governance, ops, search
+from api.routes.page import install_page
 from api.settings import Settings
 from assistant.querylog import QueryLog
 
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts those 413s too
     for module in (ops, search, ask, documents, governance, chat, admin):
         app.include_router(module.router)
+    install_page(app)  # the chat page at `/`, its script and style under /web
     return app

@@ -1,0 +1,81 @@
+"""The chat page: one HTML file and its script and style, served from the package (api/web/).
+
+No build step and nothing from outside the service: the page talks to `/v1/ask/stream`,
+`/v1/feedback` and `/v1/documents` on its own origin. It is sent with a strict
+Content-Security-Policy (scripts and styles from this origin only, no inline code, no other
+origin reachable, Trusted Types required so that no string can become HTML), so document text
+that reaches it can never run as code. The page itself needs no key; the API calls it makes
+carry the key the user pastes (or none, in `KB_AUTH=dev`).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib.resources import files
+
+from fastapi import APIRouter, FastAPI
+from fastapi.responses import HTMLResponse
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+ASSETS_PATH = "/web"  # where chat.js and chat.css are served; index.html refers to it
+
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self'",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+        "require-trusted-types-for 'script'",
+        "trusted-types 'none'",
+    ]
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",  # revalidate (cheap: ETag), so an upgrade shows at once
+}
+
+router = APIRouter(tags=["page"], include_in_schema=False)
+
+
+def _page() -> HTMLResponse:
+    html = (files("api") / "web" / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+
+@router.get("/", response_class=HTMLResponse)
+def chat_page() -> HTMLResponse:
+    """The chat page: ask, read the answer with its sources and warnings, give feedback."""
+    return _page()
+
+
+@router.get("/chat", response_class=HTMLResponse)
+def chat_page_alias() -> HTMLResponse:
+    return _page()
+
+
+class _Assets(StaticFiles):
+    """Package files with the page's security headers."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+def install_page(app: FastAPI) -> None:
+    app.include_router(router)
+    app.mount(ASSETS_PATH, _Assets(packages=[("api", "web")]), name="web")
