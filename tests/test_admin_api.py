@@ -168,6 +168,10 @@ def test_pdf_with_metadata_gets_a_sidecar(client: TestClient, corpus: Path, tmp_
     )
     assert "Falconry" in detail["chunk_list"][0]["text"]
     assert not [p for p in corpus.iterdir() if p.name.startswith(".")]  # staging cleaned up
+    source = client.get("/v1/documents/llm-scorecard/source")
+    assert source.content == pdf
+    assert source.headers["content-type"] == "application/pdf"
+    assert source.headers["content-disposition"].startswith("inline;")  # #page=N works
 
 
 def test_several_formats_in_one_request_with_per_file_metadata(
@@ -193,6 +197,10 @@ def test_several_formats_in_one_request_with_per_file_metadata(
     assert client.get("/v1/documents/onboarding").json()["format"] == "docx"
     assert (corpus / "hr" / "notes.txt.meta.yaml").exists()
     assert search_ids(client, "Kite account onboarding")[0] == "onboarding"
+    # HTML is a download: shown on this origin, its scripts could read the page's API key
+    page = client.get("/v1/documents/expenses/source")
+    assert page.headers["content-disposition"].startswith("attachment;")
+    assert page.headers["x-content-type-options"] == "nosniff"
 
 
 # -- who may ----------------------------------------------------------------------------------

@@ -172,6 +172,9 @@ def test_documents_detail_source_and_review_queue(client: TestClient) -> None:
     source = client.get("/v1/documents/kaig-faq/source")
     assert source.status_code == 200
     assert "owner: Nadia Haddad" in source.text
+    assert source.headers["content-disposition"].startswith("inline;")  # shown, not saved
+    assert source.headers["content-type"] == "text/plain; charset=utf-8"
+    assert source.headers["x-content-type-options"] == "nosniff"
     assert client.get("/v1/documents/stale").status_code == 403  # readers have no queue
     queue = client.get("/v1/documents/stale", headers=as_("spoke")).json()
     assert queue[0]["owner"] == "Nadia Haddad"

@@ -15,9 +15,12 @@ _MEDIA = {
     "pdf": "application/pdf",
     "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
     "html": "text/html; charset=utf-8",
-    "markdown": "text/markdown; charset=utf-8",
+    "markdown": "text/plain; charset=utf-8",  # shown as text; browsers download text/markdown
     "text": "text/plain; charset=utf-8",
 }
+# Shown in the browser, so a citation's `#page=N` opens the PDF at its page. HTML is not: on
+# this origin a document's script could read the chat page's API key, so it is a download.
+_INLINE = {"pdf", "markdown", "text"}
 
 
 def _out(record: DocumentRecord, services: ServicesDep) -> DocumentOut:
@@ -87,4 +90,10 @@ def document_source(doc_id: str, services: ServicesDep, caller: CallerDep) -> Fi
     path = record.source
     if not path.is_file():
         raise NotFoundError(f"the source file of '{doc_id}' is no longer at {record.path}")
-    return FileResponse(path, media_type=_MEDIA.get(record.format), filename=path.name)
+    return FileResponse(
+        path,
+        media_type=_MEDIA.get(record.format),
+        filename=path.name,
+        content_disposition_type="inline" if record.format in _INLINE else "attachment",
+        headers={"X-Content-Type-Options": "nosniff"},  # text stays text
+    )
