@@ -4,20 +4,14 @@ uvicorn server on loopback, over a real embedded store with the real model."""
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import openai
 import pytest
-import uvicorn
-from fastapi import FastAPI
 
-from api.app import create_app
 from api.assembly import build_embedder, build_ingester, build_store
 from api.keys import KeyStore, Role
 from api.openai_format import stream_chunks
@@ -25,7 +19,8 @@ from api.settings import Settings
 from assistant.prompt import REFUSAL_SENTENCE
 from assistant.service import Answer, Citation, Event, Final, Token
 from index.errors import StoreError
-from tests.conftest import free_port, markdown, write
+from tests.conftest import markdown, write
+from tests.serving import Live, serving
 
 KEYS: dict[str, str] = {}
 GATEWAY = "How long does the KAIG gateway keep prompts?"
@@ -81,37 +76,18 @@ def build_knowledge_base(root: Path, data: Path) -> Settings:
     return settings
 
 
-@dataclass(frozen=True)
-class Served:
-    app: FastAPI
-    base_url: str
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The app in a real uvicorn server on a loopback port, in a background thread."""
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = build_knowledge_base(
         tmp_path_factory.mktemp("docs"), tmp_path_factory.mktemp("data")
     )
-    port = free_port()
-    app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:  # set once the lifespan (model, index) has finished
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the API server did not start")
-        time.sleep(0.1)
-    yield Served(app, f"http://127.0.0.1:{port}/v1")
-    server.should_exit = True
-    thread.join(timeout=30)
+    with serving(settings) as live:
+        yield live
 
 
 @pytest.fixture
-def base_url(served: Served) -> str:
-    return served.base_url
+def base_url(served: Live) -> str:
+    return f"{served.origin}/v1"
 
 
 def client_for(base_url: str, who: str = "reader") -> openai.OpenAI:
@@ -350,7 +326,7 @@ def test_models_lists_the_generator(client: openai.OpenAI) -> None:
 
 
 def test_an_error_mid_stream_reaches_the_client(
-    served: Served, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+    served: Live, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def failing(*args: Any, **kwargs: Any) -> Iterator[Event]:
         yield Token("The gateway")
@@ -367,7 +343,7 @@ def test_an_error_mid_stream_reaches_the_client(
 
 
 def test_an_error_before_the_stream_starts_has_its_status(
-    served: Served, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
+    served: Live, client: openai.OpenAI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def failing(*args: Any, **kwargs: Any) -> Iterator[Event]:
         raise StoreError("the vector store is unreachable")

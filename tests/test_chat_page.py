@@ -13,21 +13,17 @@ import json
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, ConsoleMessage, Locator, Page, expect, sync_playwright
 from playwright.sync_api import Request as BrowserRequest
 
-from api.app import create_app
 from api.assembly import build_ingester, build_store
 from api.keys import KeyStore, Role
 from api.ratelimit import RateLimiter
@@ -35,7 +31,8 @@ from api.settings import Settings
 from assistant.service import Event, Token
 from index.embedding import SentenceTransformerEmbedder
 from index.errors import StoreError
-from tests.conftest import free_port, markdown, write
+from tests.conftest import markdown, write
+from tests.serving import serving
 
 pytestmark = pytest.mark.slow  # a browser (see pyproject's markers)
 
@@ -117,26 +114,6 @@ class Server:
             return db.execute(sql, params).fetchall()
 
 
-@contextmanager
-def serving(settings: Settings) -> Iterator[Server]:
-    """The app in a real uvicorn server on a loopback port, in a background thread."""
-    port = free_port()
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 120
-    while not server.started:  # set once the lifespan (model, index) has finished
-        if not thread.is_alive() or time.monotonic() > deadline:
-            pytest.fail("the API server did not start")
-        time.sleep(0.05)
-    try:
-        yield Server(app, f"http://127.0.0.1:{port}", settings)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-
-
 def knowledge_base(
     tmp: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder, **overrides: Any
 ) -> Settings:
@@ -159,8 +136,8 @@ def dev_server(
     tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder
 ) -> Iterator[Server]:
     """`make run`'s mode: KB_AUTH=dev, no keys."""
-    with serving(knowledge_base(tmp_path_factory, embedder, auth="dev")) as server:
-        yield server
+    with serving(knowledge_base(tmp_path_factory, embedder, auth="dev")) as live:
+        yield Server(live.app, live.origin, live.settings)
 
 
 @dataclass(frozen=True)
@@ -177,7 +154,8 @@ def keys_server(
     keys = KeyStore(settings.keys_path)
     key = keys.create("chat page", Role.READER)
     keys.close()
-    with serving(settings) as server:
+    with serving(settings) as live:
+        server = Server(live.app, live.origin, live.settings)
         yield KeyedServer(server, key)
 
 
@@ -310,12 +288,14 @@ def test_an_answer_streams_then_becomes_the_checked_answer_with_sources(
 
     marker.click()  # the marker leads to its numbered source
     expect(chat.page).to_have_url(re.compile(f"#{source.get_attribute('id')}$"))
-    with chat.page.expect_download() as download:
+    with chat.page.expect_popup() as opened:  # in a new tab: the conversation stays
         source.locator("a.source-link").click()
     assert source.locator("a.source-link").get_attribute("href") == (
         "/v1/documents/ask-kestrel/source"
     )
-    assert "deflected 34% of contacts" in Path(download.value.path()).read_text()
+    expect(opened.value.locator("body")).to_contain_text("deflected 34% of contacts")
+    opened.value.close()
+    expect(exchange.locator(".answer-text")).to_contain_text("deflected 34% of contacts")
 
 
 def test_stop_aborts_a_running_answer(chat: ChatPage, gate: threading.Event) -> None:

@@ -34,6 +34,9 @@ export function sourceHref(link, docId, page) {
 const MARKER = /\[(\d+)\]/g;
 
 /** One line of answer text, its [n] markers linked to the numbered sources. */
+// A source opens beside the conversation, not in place of it.
+const NEW_TAB = { target: "_blank", rel: "noopener" };
+
 function lineWithMarkers(line, citations, sourceId) {
   const p = el("p");
   if (/^Warning:/.test(line)) p.className = "answer-warning";
@@ -91,7 +94,7 @@ function sourceItem(citation, sourceId) {
   const item = el(
     "li",
     { id: sourceId(citation.n), value: citation.n, tabindex: "-1", "data-doc-id": citation.doc_id },
-    el("a", { class: "source-link", href, "data-doc-id": citation.doc_id }, citation.title),
+    el("a", { class: "source-link", href, ...NEW_TAB, "data-doc-id": citation.doc_id }, citation.title),
   );
   if (citation.stale) {
     item.append(
@@ -155,7 +158,7 @@ function refusalBlock(answer) {
                 {},
                 el(
                   "a",
-                  { class: "source-link", href: sourceHref("", d.doc_id), "data-doc-id": d.doc_id },
+                  { class: "source-link", href: sourceHref("", d.doc_id), ...NEW_TAB, "data-doc-id": d.doc_id },
                   d.title || d.doc_id,
                 ),
               ),
