@@ -1,4 +1,5 @@
-"""The `kb` command line: ingest, search, ask, list documents, manage API keys, serve."""
+"""The `kb` command line: ingest, search, ask, list documents, manage API keys, check and
+repair the store, serve."""
 
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ from assistant.service import Answer, Token
 from index.errors import KBError
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
+from index.integrity import CheckReport, check, check_and_repair
 from ingest.sync import IngestReport
 
 app = typer.Typer(
@@ -376,6 +378,93 @@ def _key_json(info: KeyInfo) -> dict[str, Any]:
         "last_used_at": info.last_used_at,
         "revoked_at": info.revoked_at,
     }
+
+
+store_app = typer.Typer(help="Check the Chroma store and repair it.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("check")
+def store_check(
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair",
+            help="Rebuild the chunks index if chunks are unreachable (or a repair was left "
+            "unfinished): every record is copied, verified and swapped in; nothing is lost.",
+        ),
+    ] = False,
+    sample: Annotated[
+        int | None,
+        typer.Option(min=1, help="Query N chunks chosen at random instead of all of them."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Find chunks dense search cannot return (chroma-core/chroma#7758) and chunks the
+    registry does not know or misses. Exits 1 if a problem is left."""
+    store = build_store(_settings())
+    report = check_and_repair(store, sample=sample) if repair else check(store, sample=sample)
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        _print_check(report)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _print_check(report: CheckReport) -> None:
+    out.print(
+        f"checked {report.checked} of {report.chunks} chunks, {report.documents} documents "
+        f"in {report.seconds:.1f} s",
+        highlight=False,
+    )
+    if report.repaired:
+        before = set(report.unreachable)
+        fixed = len(before - set(report.still_unreachable))
+        done = f"{fixed} of {len(before)} unreachable chunks are reachable again"
+        out.print(
+            "repaired: the chunks index was rebuilt and swapped in; "
+            + (done if before else "the unfinished repair's leftovers are gone"),
+            highlight=False,
+        )
+    for problem in _check_problems(report):
+        err.print(problem, highlight=False)
+    if report.ok:
+        out.print("ok: every chunk checked is reachable, and the registry agrees")
+
+
+def _check_problems(report: CheckReport) -> list[str]:
+    problems = []
+    lost = report.still_unreachable if report.repaired else report.unreachable
+    if lost:
+        problems.append(
+            f"[red]{len(lost)} chunk(s) cannot be found by dense search[/red] (their own vector "
+            "does not bring them back: chroma-core/chroma#7758)"
+            + ("" if report.repaired else ": run `kb store check --repair` (nothing is lost)")
+        )
+    if report.leftovers:
+        problems.append(
+            f"[red]an unfinished repair left {', '.join(report.leftovers)}[/red]: "
+            "run `kb store check --repair`"
+        )
+    parts = []
+    if report.orphans:
+        parts.append(f"{len(report.orphans)} chunk(s) of no registered document version")
+    if report.missing:
+        names = ", ".join(m["doc_id"] for m in report.missing[:5])
+        parts.append(f"{len(report.missing)} document(s) missing chunks ({names})")
+    if parts:
+        problems.append(
+            f"[red]{'; '.join(parts)}[/red]: a rebuild does not change these; re-ingest the "
+            "documents concerned (`kb ingest` rewrites a document whose file changed; "
+            "`--json` lists them all)"
+        )
+    if report.writing:
+        problems.append(
+            f"{len(report.writing)} document(s) are being written by an ingest (or one was "
+            "interrupted: `kb ingest` completes them)"
+        )
+    return problems
 
 
 def main() -> None:

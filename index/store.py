@@ -8,23 +8,43 @@ The registry holds one record per document (metadata, content hash, chunk count,
 the document's mean chunk vector as its embedding ("similar documents"). A generation token in
 the chunks collection's metadata changes on every write, so any process can tell that the
 collection changed under it (derived indexes rebuild on that).
+
+A collection can be replaced by a rebuilt copy under the same name (`kb store check --repair`,
+index/integrity.py; the swap protocol is in index/collections.py). Opening the store finishes
+or undoes a swap that was interrupted; a store that was open during a swap follows it: the
+generation check rebinds to the collection now live under the name, and an operation on a
+collection that was swapped out and deleted rebinds and runs again.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
+from index.collections import (
+    GENERATION_KEY,
+    REBUILT_FROM_KEY,
+    find,
+    is_gone,
+    open_collection,
+    settle,
+)
 from index.errors import StoreError
 from index.records import DocumentRecord
 
 MAX_BATCH = 5000  # Chroma refuses single writes above 5,461 records
-GENERATION_KEY = "kb_generation"
+COSINE: dict[str, Any] = {"hnsw": {"space": "cosine"}}
 _PAGE = 1000
+
+__all__ = ["GENERATION_KEY", "MAX_BATCH", "ChromaStore"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _client(path: Path | None, host: str | None, port: int) -> Any:
@@ -44,18 +64,32 @@ def _client(path: Path | None, host: str | None, port: int) -> Any:
         raise StoreError(f"cannot open the Chroma store at {where}: {exc}") from exc
 
 
+def _follows_swaps(
+    method: Callable[Concatenate[ChromaStore, P], R],
+) -> Callable[Concatenate[ChromaStore, P], R]:
+    """Run `method` again, once, on the live collections if the ones it used were swapped out
+    and deleted by a repair (every store operation is idempotent, so a retry is safe)."""
+
+    @functools.wraps(method)
+    def wrapper(self: ChromaStore, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception as exc:
+            if not is_gone(exc):
+                raise
+            self.rebind()
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
+
 class ChromaStore:
     """Chunks and the document registry, in two Chroma collections."""
 
     def __init__(self, client: Any, chunks_name: str, documents_name: str) -> None:
         self._client = client
-        cosine = {"hnsw": {"space": "cosine"}}
-        self.chunks = client.get_or_create_collection(
-            chunks_name, configuration=cosine, embedding_function=None
-        )
-        self.registry = client.get_or_create_collection(
-            documents_name, configuration=cosine, embedding_function=None
-        )
+        self.chunks = open_collection(client, chunks_name, COSINE)
+        self.registry = open_collection(client, documents_name, COSINE)
 
     @classmethod
     def open(
@@ -69,6 +103,26 @@ class ChromaStore:
     ) -> ChromaStore:
         return cls(_client(path, host, port), chunks_name, documents_name)
 
+    @property
+    def client(self) -> Any:
+        """The Chroma client (for index/integrity.py, which copies collections)."""
+        return self._client
+
+    def rebind(self) -> None:
+        """Use the collections now live under this store's names (after a repair swapped one
+        in: the old handles point at a collection that was renamed, then deleted)."""
+        self.chunks = self._live(self.chunks.name)
+        self.registry = self._live(self.registry.name)
+
+    def _live(self, name: str) -> Any:
+        live = find(self._client, name)
+        if live is None:  # between the two renames of a swap: finish it
+            settle(self._client, name)
+            live = find(self._client, name)
+        if live is None:
+            raise StoreError(f"the Chroma collection {name} does not exist any more")
+        return live
+
     def heartbeat(self) -> None:
         """Raise StoreError unless the store answers."""
         try:
@@ -79,17 +133,23 @@ class ChromaStore:
     # -- generation -------------------------------------------------------------------------
 
     def generation(self) -> str:
-        """Changes whenever this or another process writes; compare, never order."""
-        fresh = self._client.get_collection(self.chunks.name, embedding_function=None)
+        """Changes whenever this or another process writes; compare, never order. Also
+        notices a repaired collection swapped in under the name, and uses it from then on."""
+        fresh = self._live(self.chunks.name)
+        if fresh.id != self.chunks.id:
+            self.rebind()
         return str((fresh.metadata or {}).get(GENERATION_KEY, "0"))
 
     def bump_generation(self) -> str:
         token = uuid.uuid4().hex
-        self.chunks.modify(metadata={GENERATION_KEY: token})
+        fresh = self._live(self.chunks.name)
+        kept = {k: v for k, v in (fresh.metadata or {}).items() if k == REBUILT_FROM_KEY}
+        fresh.modify(metadata={**kept, GENERATION_KEY: token})
         return token
 
     # -- registry ---------------------------------------------------------------------------
 
+    @_follows_swaps
     def documents(self) -> list[DocumentRecord]:
         return [DocumentRecord.from_chroma(i, md) for i, md in self._registry_pages()]
 
@@ -102,12 +162,14 @@ class ChromaStore:
                 return
             offset += _PAGE
 
+    @_follows_swaps
     def document(self, doc_id: str) -> DocumentRecord | None:
         got = self.registry.get(ids=[doc_id], include=["metadatas"])
         if not got["ids"]:
             return None
         return DocumentRecord.from_chroma(got["ids"][0], got["metadatas"][0])
 
+    @_follows_swaps
     def put_document(self, record: DocumentRecord, embedding: np.ndarray) -> None:
         self.registry.upsert(
             ids=[record.doc_id],
@@ -115,6 +177,7 @@ class ChromaStore:
             metadatas=[record.to_chroma()],
         )
 
+    @_follows_swaps
     def delete_document(self, doc_id: str) -> None:
         """Chunks first, registry record last: a crash in between leaves a record that the
         next sync removes again, never chunks without a record."""
@@ -123,6 +186,7 @@ class ChromaStore:
 
     # -- chunks -----------------------------------------------------------------------------
 
+    @_follows_swaps
     def upsert_chunks(
         self,
         ids: Sequence[str],
@@ -139,21 +203,25 @@ class ChromaStore:
                 metadatas=list(metadatas[start:end]),
             )
 
+    @_follows_swaps
     def delete_other_versions(self, doc_id: str, content_hash: str) -> None:
         """Remove a document's chunks that belong to any content but `content_hash`."""
         self.chunks.delete(
             where={"$and": [{"doc_id": doc_id}, {"content_hash": {"$ne": content_hash}}]}
         )
 
+    @_follows_swaps
     def count_chunks(self) -> int:
         return int(self.chunks.count())
 
+    @_follows_swaps
     def document_chunks(self, doc_id: str) -> list[tuple[str, str, dict[str, Any]]]:
         """(id, text, metadata) of one document's chunks, in document order."""
         got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         rows = list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
         return sorted(rows, key=lambda row: int(row[2].get("chunk_index", 0)))
 
+    @_follows_swaps
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
         """Every chunk's id, text and metadata, paged (for audits and derived indexes)."""
         ids: list[str] = []
@@ -171,6 +239,7 @@ class ChromaStore:
                 return ids, texts, metadatas
             offset += _PAGE * 5
 
+    @_follows_swaps
     def get_chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
         """Text and metadata of the given chunks, by id (missing ids are left out)."""
         if not ids:
@@ -181,6 +250,7 @@ class ChromaStore:
             for cid, text, md in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
         }
 
+    @_follows_swaps
     def query(
         self, embedding: np.ndarray, k: int, where: dict[str, Any] | None = None
     ) -> list[tuple[str, str, dict[str, Any], float]]:

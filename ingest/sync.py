@@ -19,11 +19,18 @@ store held for it untouched.
 A sync may be narrowed to some paths under the root (`only=`, used by uploads over HTTP): the
 same protocol then runs for those paths alone. Other files are not read, and their documents are
 neither updated nor removed; they only keep their ids, as documents of another root do.
+
+A run that replaced or removed chunks ends with a cheap look for chroma-core/chroma#7758: a
+sample of the chunks it wrote is queried with their own vectors, and any that dense search
+cannot return are logged and reported (`unreachable`, a key the report has only then), with
+the advice to run `kb store check --repair` (index/integrity.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import random
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +40,7 @@ import numpy as np
 
 from index.embedding import Embedder
 from index.errors import ConfigurationError, DocumentError, InvalidRequestError
+from index.integrity import unreachable_chunks
 from index.records import Chunk, DocumentMeta, DocumentRecord, chunk_id, chunk_to_chroma
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions, chunk_blocks, embedding_text
@@ -42,6 +50,8 @@ from ingest.sources import Failure, SourceFile, discover, fingerprint
 
 PIPELINE_VERSION = "kb-ingest/1"
 Progress = Callable[[int, int, str], None]
+REACHABILITY_SAMPLE = 64  # chunks written by a run that replaced or removed some, re-queried
+log = logging.getLogger("kb.ingest")
 
 
 @dataclass
@@ -53,19 +63,24 @@ class IngestReport:
     unchanged: list[dict[str, Any]] = field(default_factory=list)
     removed: list[dict[str, Any]] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    unreachable: list[str] = field(default_factory=list)  # written chunks dense search misses
+    written: list[str] = field(default_factory=list, repr=False)  # chunk ids this run wrote
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "added": self.added,
             "updated": self.updated,
             "unchanged": self.unchanged,
             "removed": self.removed,
             "failed": [f.to_json() for f in self.failed],
         }
+        if self.unreachable:  # only then, so that the usual report keeps its five keys
+            out["unreachable"] = self.unreachable
+        return out
 
 
 @dataclass
@@ -87,12 +102,14 @@ class Ingester:
         chunking: ChunkingOptions | None = None,
         embed_batch_chunks: int = 512,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        reachability_sample: int = REACHABILITY_SAMPLE,
     ) -> None:
         self._store = store
         self._embedder = embedder
         self._chunking = chunking or ChunkingOptions()
         self._batch = embed_batch_chunks
         self._clock = clock
+        self._reachability_sample = reachability_sample
         c = self._chunking
         self.pipeline = (
             f"{PIPELINE_VERSION};{embedder.name};{c.max_tokens};{c.overlap_tokens};{c.min_tokens}"
@@ -167,7 +184,26 @@ class Ingester:
                 report.removed.append({"doc_id": doc_id, "path": record.path})
         if report.changed:
             self._store.bump_generation()
+        if report.updated or report.removed:
+            self._look_for_unreachable(report)
         return report
+
+    def _look_for_unreachable(self, report: IngestReport) -> None:
+        """Re-query a sample of the chunks this run wrote with their own vectors: a run that
+        replaced or removed chunks is what makes Chroma lose some (chroma-core/chroma#7758)."""
+        size = min(self._reachability_sample, len(report.written))
+        if size <= 0:
+            return
+        report.unreachable = sorted(
+            unreachable_chunks(self._store, random.sample(report.written, size))
+        )
+        if report.unreachable:
+            log.warning(
+                "%d of %d chunks just written cannot be found by dense search "
+                "(chroma-core/chroma#7758): run `kb store check --repair`",
+                len(report.unreachable),
+                size,
+            )
 
     def _check_window(self) -> None:
         window = self._embedder.max_tokens - 2
@@ -240,12 +276,12 @@ class Ingester:
         start = 0
         for prepared in batch:
             n = len(prepared.chunks)
-            self._write_document(root, prepared, vectors[start : start + n])
+            report.written += self._write_document(root, prepared, vectors[start : start + n])
             start += n
             entry = {"doc_id": prepared.meta.id, "path": prepared.source.rel, "chunks": n}
             (report.updated if prepared.meta.id in existing else report.added).append(entry)
 
-    def _write_document(self, root: Path, prepared: _Prepared, vectors: np.ndarray) -> None:
+    def _write_document(self, root: Path, prepared: _Prepared, vectors: np.ndarray) -> list[str]:
         record = DocumentRecord(
             meta=prepared.meta,
             path=prepared.source.rel,
@@ -259,14 +295,16 @@ class Ingester:
         mean = vectors.mean(axis=0)
         mean = mean / (np.linalg.norm(mean) or 1.0)
         self._store.put_document(record, mean)
+        ids = [chunk_id(record.doc_id, record.content_hash, i) for i in range(len(prepared.chunks))]
         self._store.upsert_chunks(
-            [chunk_id(record.doc_id, record.content_hash, i) for i in range(len(prepared.chunks))],
+            ids,
             vectors,
             [c.text for c in prepared.chunks],
             [chunk_to_chroma(record, c, i) for i, c in enumerate(prepared.chunks)],
         )
         self._store.delete_other_versions(record.doc_id, record.content_hash)
         self._store.put_document(_ok(record), mean)
+        return ids
 
 
 def _ok(record: DocumentRecord) -> DocumentRecord:

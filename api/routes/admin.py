@@ -42,6 +42,11 @@ class IngestReportOut(BaseModel):
     unchanged: list[ReportEntry]
     removed: list[ReportEntry]
     failed: list[ReportFailure]
+    unreachable: list[str] | None = Field(
+        None,
+        description="Only when some chunks just written cannot be found by dense search "
+        "(chroma-core/chroma#7758): their ids; run `kb store check --repair`.",
+    )
 
 
 class UploadOut(IngestReportOut):
