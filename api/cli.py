@@ -448,16 +448,22 @@ def _check_problems(report: CheckReport) -> list[str]:
             "run `kb store check --repair`"
         )
     parts = []
-    if report.orphans:
+    if len(report.orphans) > report.orphans_removed:
         parts.append(f"{len(report.orphans)} chunk(s) of no registered document version")
-    if report.missing:
-        names = ", ".join(m["doc_id"] for m in report.missing[:5])
-        parts.append(f"{len(report.missing)} document(s) missing chunks ({names})")
+    missing = [m["doc_id"] for m in report.missing if m["doc_id"] not in report.requeued]
+    if missing:
+        parts.append(f"{len(missing)} document(s) missing chunks ({', '.join(missing[:5])})")
     if parts:
         problems.append(
-            f"[red]{'; '.join(parts)}[/red]: a rebuild does not change these; re-ingest the "
-            "documents concerned (`kb ingest` rewrites a document whose file changed; "
-            "`--json` lists them all)"
+            f"[red]{'; '.join(parts)}[/red]: `kb store check --repair` deletes those chunks "
+            "and marks those documents for the next `kb ingest` to rewrite (`--json` lists them)"
+        )
+    if report.orphans_removed:
+        problems.append(f"removed {report.orphans_removed} chunk(s) of no registered version")
+    if report.requeued:
+        problems.append(
+            f"[yellow]{len(report.requeued)} document(s) wait to be rewritten[/yellow] "
+            f"({', '.join(report.requeued[:5])}): run `kb ingest` on their folder"
         )
     if report.writing:
         problems.append(

@@ -76,8 +76,10 @@ class CheckReport:
     missing: list[dict[str, Any]] = field(default_factory=list)  # {doc_id, expected, found}
     writing: list[str] = field(default_factory=list)  # documents an ingest is writing
     leftovers: list[str] = field(default_factory=list)  # collections of an unfinished repair
+    requeued: list[str] = field(default_factory=list)  # documents the next ingest rewrites
     repaired: bool = False
     still_unreachable: list[str] = field(default_factory=list)  # after the repair
+    orphans_removed: int = 0  # by the repair
     seconds: float = 0.0
 
     @property
@@ -88,7 +90,9 @@ class CheckReport:
     def ok(self) -> bool:
         """No problem left (what was repaired does not count)."""
         unreachable = self.still_unreachable if self.repaired else self.unreachable
-        return not (unreachable or self.orphans or self.missing or self.leftovers)
+        orphans = len(self.orphans) > self.orphans_removed
+        missing = {m["doc_id"] for m in self.missing} - set(self.requeued)
+        return not (unreachable or orphans or missing or self.leftovers or self.requeued)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self) | {"ok": self.ok}
@@ -198,7 +202,7 @@ def _compare_with_registry(
     for cid, md in zip(ids, metadatas, strict=True):
         record = registry.get(str(md.get("doc_id")))
         if record is not None and record.state != "ok":
-            continue
+            continue  # being written, or waiting for the next sync to rewrite it
         if (
             record is None
             or md.get("content_hash") != record.content_hash
@@ -208,7 +212,9 @@ def _compare_with_registry(
         else:
             found[record.doc_id] += 1
     for doc_id, record in sorted(registry.items()):
-        if record.state != "ok":
+        if record.state == "resync":
+            report.requeued.append(doc_id)
+        elif record.state != "ok":
             report.writing.append(doc_id)
         elif found[doc_id] < record.chunk_count:
             report.missing.append(
@@ -230,15 +236,29 @@ def check_and_repair(
     """`check()`, then, if chunks are unreachable or a repair was left unfinished, `repair()`
     the chunks collection and report what is still unreachable."""
     report = check(store, sample=sample, seed=seed)
-    if not report.needs_rebuild:
-        return report
     started = time.perf_counter()
-    result = repair(store, late=report.unreachable)
-    report.repaired = True
-    report.still_unreachable = result.still_unreachable
-    report.leftovers = leftovers(store)
+    if report.needs_rebuild:
+        result = repair(store, late=report.unreachable)
+        report.repaired = True
+        report.still_unreachable = result.still_unreachable
+        report.leftovers = leftovers(store)
+    _mend_registry_mismatches(store, report)
     report.seconds = round(report.seconds + time.perf_counter() - started, 3)
     return report
+
+
+def _mend_registry_mismatches(store: ChromaStore, report: CheckReport) -> None:
+    """Chunks of no registered version are deleted (no answer can cite them correctly: their
+    text is not what the document says now); documents missing chunks are marked for the
+    next sync to rewrite from their files ("resync"), as an interrupted write would be."""
+    if report.orphans:
+        store.delete_chunks(report.orphans)
+        report.orphans_removed = len(report.orphans)
+        store.bump_generation()
+    missing = [m["doc_id"] for m in report.missing]
+    if missing:
+        store.mark_for_resync(missing)
+        report.requeued = sorted({*report.requeued, *missing})
 
 
 # -- repair -----------------------------------------------------------------------------------
@@ -331,7 +351,7 @@ def _clear_leftovers(client: Any, name: str) -> None:
 def _fingerprint(store: ChromaStore) -> tuple[Any, ...]:
     """What a concurrent ingest would change: the registry, the generation, the counts."""
     records = store.documents()
-    writing = sorted(r.doc_id for r in records if r.state != "ok")
+    writing = sorted(r.doc_id for r in records if r.state == "writing")
     if writing:
         raise StoreError(
             f"document {writing[0]} is being written (an ingest is running, or one was "

@@ -170,7 +170,10 @@ class DocumentRecord:
     content_hash: str
     chunk_count: int
     ingested_at: dt.datetime
-    state: str = "ok"  # "writing" while its chunks are being replaced (see ingest/sync.py)
+    # "writing" while its chunks are being replaced (see ingest/sync.py); "resync" when a
+    # store check found chunks missing (index/integrity.py). Any state but "ok" is redone by the
+    # next sync.
+    state: str = "ok"
 
     @property
     def doc_id(self) -> str:

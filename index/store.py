@@ -178,6 +178,21 @@ class ChromaStore:
         )
 
     @_follows_swaps
+    def mark_for_resync(self, doc_ids: Sequence[str]) -> None:
+        """Set the registry records' state to "resync": the next sync rewrites those documents
+        even though their files did not change (their metadata is otherwise kept)."""
+        if not doc_ids:
+            return
+        got = self.registry.get(ids=list(doc_ids), include=["metadatas"])
+        metadatas = [{**(md or {}), "state": "resync"} for md in got["metadatas"]]
+        self.registry.update(ids=got["ids"], metadatas=metadatas)
+
+    @_follows_swaps
+    def delete_chunks(self, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), MAX_BATCH):
+            self.chunks.delete(ids=list(ids[start : start + MAX_BATCH]))
+
+    @_follows_swaps
     def delete_document(self, doc_id: str) -> None:
         """Chunks first, registry record last: a crash in between leaves a record that the
         next sync removes again, never chunks without a record."""

@@ -224,7 +224,7 @@ class Ingester:
         """A failed file keeps what the store held for it, if that was a complete version.
         A version left half-written by an interrupted run is not kept (it would mix old and
         new chunks): it is removed with the other documents that are not live."""
-        if previous and previous.state == "ok":
+        if previous and previous.state in ("ok", "resync"):  # resync: one version, whole
             live.setdefault(previous.doc_id, source.rel)
         elif previous:
             reason += "; its half-written earlier version was removed"

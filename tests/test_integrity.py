@@ -209,6 +209,19 @@ def test_registry_comparison_finds_orphans_and_missing_chunks(tmp_path: Path) ->
     assert sampled.checked == 5
     assert sampled.chunks == 13
 
+    mended = check_and_repair(store)  # no rebuild needed: the registry mismatches are mended
+    assert not mended.repaired
+    assert mended.orphans_removed == 2
+    assert mended.requeued == ["doc-0"]
+    assert not mended.ok  # until the next sync rewrites doc-0
+    doc0 = store.document("doc-0")
+    assert doc0 is not None
+    assert doc0.state == "resync"
+    assert doc0.chunk_count == 4  # the rest of the record is kept
+    after = check(store)
+    assert (after.orphans, after.missing, after.requeued, after.writing) == ([], [], ["doc-0"], [])
+    assert after.chunks == 11
+
 
 @pytest.mark.parametrize(
     ("step", "nth"), [(step, 1) for step in STEPS] + [("copy", 2)], ids=[*STEPS, "mid-copy"]
@@ -369,7 +382,8 @@ def test_cli_store_check_exit_codes_json_and_repair(tmp_path: Path) -> None:
     report = json.loads(clean.stdout)
     assert set(report) == {
         "chunks", "documents", "checked", "unreachable", "orphans", "missing", "writing",
-        "leftovers", "repaired", "still_unreachable", "seconds", "ok",
+        "leftovers", "requeued", "repaired", "still_unreachable", "orphans_removed", "seconds",
+        "ok",
     }  # fmt: skip
     assert report["chunks"] == report["checked"] >= 2
     assert report["documents"] == 2
@@ -394,4 +408,16 @@ def test_cli_store_check_exit_codes_json_and_repair(tmp_path: Path) -> None:
     found = json.loads(broken.stdout)
     assert found["checked"] == 1
     assert len(found["missing"]) == 1
-    assert "re-ingest" in kb(data, "store", "check").stderr
+    assert "--repair" in kb(data, "store", "check").stderr
+
+    # --repair marks the document for the next ingest, which rewrites it from its file
+    mended = kb(data, "store", "check", "--repair", "--json")
+    assert mended.returncode == 1  # not whole until that ingest
+    queued = json.loads(mended.stdout)
+    assert queued["requeued"] == [found["missing"][0]["doc_id"]]
+    assert "kb ingest" in kb(data, "store", "check").stderr
+    again = json.loads(kb(data, "ingest", str(tree), "--json").stdout)
+    assert [e["doc_id"] for e in again["updated"]] == queued["requeued"]
+    healed = kb(data, "store", "check", "--json")
+    assert healed.returncode == 0, healed.stderr
+    assert json.loads(healed.stdout)["chunks"] == report["chunks"]
