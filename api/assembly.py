@@ -80,6 +80,7 @@ def build_generator(settings: Settings, embedder: Embedder, name: str | None = N
         context_tokens=settings.llm_context_tokens,
         threads=settings.llm_threads,
         max_answer_tokens=settings.llm_max_tokens,
+        refusal_probability=settings.llm_refusal_probability,
         base_url=settings.openai_base_url,
         model=settings.openai_model,
         api_key=settings.openai_api_key,

@@ -94,6 +94,15 @@ class Settings(BaseSettings):
     llm_context_tokens: int = Field(4096, ge=512, description="Context window of the local model.")
     llm_threads: int | None = Field(None, ge=1, description="CPU threads for the local model.")
     llm_max_tokens: int = Field(256, ge=16, le=4096, description="Longest answer, in tokens.")
+    llm_refusal_probability: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="Local model: refuse when its probability of opening the answer with the "
+        "refusal is at least this, even if another opening is likelier (0: only when the "
+        "refusal is its likeliest opening); calibrated by `python -m evals.calibrate_refusal "
+        "--llm`.",
+    )
     openai_base_url: str = Field(
         "http://127.0.0.1:8080/v1", description="Base URL of an OpenAI-compatible endpoint."
     )

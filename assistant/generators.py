@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from assistant.citations import split_sentences
-from assistant.prompt import Turn, build_messages, build_rewrite_messages
+from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages, build_rewrite_messages
 from assistant.sources import Source, excerpts
 from index.embedding import Embedder
 from index.errors import ConfigurationError, KBError
@@ -52,7 +52,12 @@ class Generator(Protocol):
 
 
 class ChatModel(Protocol):
-    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]: ...
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
+    ) -> Iterator[str]:
+        """Text deltas; `refusal`: the messages ask for a grounded answer, which the model may
+        decline with REFUSAL_SENTENCE (a model that can weigh that opening does so)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,7 @@ class GeneratorConfig:
     retries: int = 2
     extractive_sentences: int = 4
     context_words: int = 300  # words of the sources a prompted model reads (0: all of them)
+    refusal_probability: float = 0.0  # local model: refuse at this chance of opening so (0: off)
 
 
 Excerpts = Callable[[str, Sequence[Source]], dict[int, str]]
@@ -88,8 +94,19 @@ class PromptedGenerator:
         self._excerpts = excerpts
 
     def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        return self._model.stream_chat(
+            self._messages(question, sources), self._max_tokens, refusal=True
+        )
+
+    def refusal_probability(self, question: str, sources: Sequence[Source]) -> float | None:
+        """The model's probability of opening its answer with the refusal sentence, where the
+        model can tell (evals/calibrate_refusal.py calibrates KB_LLM_REFUSAL_PROBABILITY)."""
+        measure = getattr(self._model, "refusal_probability", None)
+        return None if measure is None else float(measure(self._messages(question, sources)))
+
+    def _messages(self, question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
         texts = self._excerpts(question, sources) if self._excerpts else None
-        return self._model.stream_chat(build_messages(question, sources, texts), self._max_tokens)
+        return build_messages(question, sources, texts)
 
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
         text = "".join(self._model.stream_chat(build_rewrite_messages(history, question), 64))
@@ -97,14 +114,59 @@ class PromptedGenerator:
         return text or None
 
 
-class LlamaCppChat:
-    """A local GGUF model; loaded on first use, one generation at a time."""
+def opening_probability(scores: np.ndarray, token: int) -> float:
+    """Softmax probability of `token` among next-token logits."""
+    shifted = np.exp(scores.astype(np.float64) - float(np.max(scores)))
+    return float(shifted[token] / shifted.sum())
 
-    def __init__(self, path: Path, context_tokens: int, threads: int | None) -> None:
+
+class RefusalGate:
+    """A llama.cpp logits processor for the first generated token: when the refusal's opening
+    token is at least `at` likely, it is forced, and greedy decoding continues the refusal in
+    the model's own words; otherwise the logits pass unchanged. A small model that would
+    answer "Yes, ..." while giving the refusal a 20% chance is usually answering from a
+    passage beside the question; `at` is calibrated so answerable questions stay answered."""
+
+    def __init__(self, token: int, at: float) -> None:
+        self.token = token
+        self.at = at
+        self.probability: float | None = None  # measured at the first step
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.probability is not None:
+            return scores
+        self.probability = opening_probability(scores, self.token)
+        if self.at <= 0 or self.probability < self.at:
+            return scores
+        forced = np.full_like(scores, -np.inf)
+        forced[self.token] = scores[self.token]
+        return forced
+
+
+def _processors(gate: RefusalGate) -> Any:
+    from llama_cpp import LogitsProcessorList
+
+    return LogitsProcessorList([gate])
+
+
+class LlamaCppChat:
+    """A local GGUF model; loaded on first use, one generation at a time. With
+    `refusal_probability` > 0, a grounded answer whose refusal opening is that likely is
+    refused (RefusalGate)."""
+
+    def __init__(
+        self,
+        path: Path,
+        context_tokens: int,
+        threads: int | None,
+        refusal_probability: float = 0.0,
+    ) -> None:
         self._path = path
         self._n_ctx = context_tokens
         self._threads = threads
+        self._refusal_probability = refusal_probability
         self._llm: Any = None
+        self._refusal_token = 0
         self._lock = threading.Lock()
 
     def _load(self) -> Any:
@@ -124,17 +186,40 @@ class LlamaCppChat:
                 n_threads_batch=threads,
                 verbose=False,
             )
+            opening = self._llm.tokenize(REFUSAL_SENTENCE.encode(), add_bos=False, special=False)
+            self._refusal_token = int(opening[0])
         return self._llm
 
-    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
+    ) -> Iterator[str]:
         with self._lock:
             llm = self._load()
+            gate = RefusalGate(self._refusal_token, self._refusal_probability if refusal else 0)
             for part in llm.create_chat_completion(
-                messages=messages, max_tokens=max_tokens, temperature=0.0, stream=True
+                messages=messages,
+                max_tokens=max_tokens,
+                temperature=0.0,
+                stream=True,
+                logits_processor=_processors(gate),
             ):
                 delta = part["choices"][0]["delta"].get("content")
                 if delta:
                     yield delta
+
+    def refusal_probability(self, messages: list[dict[str, str]]) -> float:
+        """The probability of the refusal's opening token as the answer's first token."""
+        with self._lock:
+            llm = self._load()
+            gate = RefusalGate(self._refusal_token, 0.0)
+            llm.create_chat_completion(
+                messages=messages,
+                max_tokens=1,
+                temperature=0.0,
+                logits_processor=_processors(gate),
+            )
+        assert gate.probability is not None
+        return gate.probability
 
 
 class OpenAIChat:
@@ -143,7 +228,9 @@ class OpenAIChat:
     def __init__(self, config: GeneratorConfig) -> None:
         self._config = config
 
-    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
+    ) -> Iterator[str]:
         import httpx
 
         c = self._config
@@ -277,7 +364,9 @@ def _local(config: GeneratorConfig, embedder: Embedder) -> Generator:
             "llama-cpp-python is not installed: run `make install`, or choose "
             "KB_GENERATOR=extractive or openai"
         ) from exc
-    chat = LlamaCppChat(config.model_path, config.context_tokens, config.threads)
+    chat = LlamaCppChat(
+        config.model_path, config.context_tokens, config.threads, config.refusal_probability
+    )
     return PromptedGenerator("local", chat, config.max_answer_tokens, _excerpter(config, embedder))
 
 

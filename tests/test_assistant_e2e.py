@@ -15,7 +15,7 @@ import pytest
 
 from assistant.generators import GeneratorConfig, LlamaCppChat, OpenAIChat, PromptedGenerator
 from assistant.service import Assistant, AssistantOptions
-from assistant.sources import excerpts
+from assistant.sources import excerpts, number_sources
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
@@ -32,9 +32,14 @@ class RecordingChat:
         self.chat = chat
         self.prompts: list[str] = []
 
-    def stream_chat(self, messages: list[dict[str, str]], max_tokens: int) -> Iterator[str]:
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
+    ) -> Iterator[str]:
         self.prompts.append("\n".join(m["content"] for m in messages))
-        return self.chat.stream_chat(messages, max_tokens)
+        return self.chat.stream_chat(messages, max_tokens, refusal=refusal)
+
+    def refusal_probability(self, messages: list[dict[str, str]]) -> float:
+        return float(self.chat.refusal_probability(messages))
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,11 @@ def model_path() -> Any:
 
 @pytest.fixture(scope="module")
 def local_chat(model_path: Any) -> RecordingChat:
-    return RecordingChat(LlamaCppChat(model_path, context_tokens=4096, threads=None))
+    """The local model as the product builds it, refusal gate at its default."""
+    from api.settings import Settings
+
+    gate = Settings().llm_refusal_probability
+    return RecordingChat(LlamaCppChat(model_path, 4096, None, refusal_probability=gate))
 
 
 def _assistant(retriever: HybridRetriever, chat: Any, embedder: Any) -> Assistant:  # noqa: F811
@@ -87,6 +96,38 @@ def test_an_unanswerable_question_is_refused(
     )
     assert answer.refused
     assert answer.citations == []
+
+
+def test_the_model_weighs_refusing_more_for_a_question_its_sources_do_not_answer(
+    retriever: HybridRetriever,  # noqa: F811
+    local_chat: RecordingChat,
+    embedder: SentenceTransformerEmbedder,
+    model_path: Any,
+) -> None:
+    """The gate reads the model's own probability of opening with the refusal: low where the
+    sources answer, higher where they are only nearby; and a gate set low enough refuses an
+    answerable question in the model's words (the mechanism, not a setting to use)."""
+    from api.settings import Settings
+
+    generator = _assistant(retriever, local_chat, embedder)._generator
+    assert isinstance(generator, PromptedGenerator)
+
+    def probability(question: str) -> float:
+        hits = retriever.retrieve(question, 5, today=TODAY, principal=Principal())
+        p = generator.refusal_probability(question, number_sources(hits))
+        assert p is not None
+        return p
+
+    answered = probability("Within how many working days does the CoE triage an intake form?")
+    nearby = probability("Is there an intake form for hackathon projects in 2027?")
+    gate = Settings().llm_refusal_probability  # the product's calibrated default
+    assert answered < gate <= nearby, (answered, nearby)  # measured: 0.012 and 0.70
+    eager = LlamaCppChat(model_path, 4096, None, refusal_probability=answered / 2)
+    answer = _assistant(retriever, eager, embedder).ask(
+        "Within how many working days does the CoE triage an intake form?", principal=Principal()
+    )
+    assert answer.refused, answer
+    assert answer.refusal_reason == "the model found no answer"
 
 
 def test_a_stale_source_is_warned_about(
