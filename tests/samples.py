@@ -60,3 +60,39 @@ def make_blank_pdf(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     pdf.output(str(path))
     return path
+
+
+def write_service_base(root: Path) -> Path:
+    """The four Markdown documents the HTTP tests serve: a showcase, a legal note, a price
+    list only the finance group reads, and an IT FAQ long past its review date (2024-09-01;
+    owner Nadia Haddad)."""
+    from tests.conftest import markdown, write
+
+    write(
+        root / "customer_service" / "bot.md",
+        markdown(
+            "ask-kestrel",
+            "# Ask Kestrel\n\n## Results\n\nThe Ask Kestrel chatbot deflected 34% of contacts.",
+            doc_type="showcase",
+        ),
+    )
+    write(root / "legal" / "clauses.md", markdown("clauses", "# Clauses\n\nClauseWise flags risk."))
+    write(
+        root / "finance" / "prices.md",
+        markdown(
+            "prices",
+            "# DocuSift prices\n\nDocuSift charges GBP 0.045 per invoice page.",
+            access="finance",
+        ),
+    )
+    write(
+        root / "it" / "kaig-faq.md",
+        markdown(
+            "kaig-faq",
+            "# KAIG FAQ\n\nThe KAIG gateway keeps prompts and answers for 90 days before deletion.",
+            doc_type="faq",
+            owner="Nadia Haddad",
+            last_reviewed="2024-09-01",
+        ),
+    )
+    return root

@@ -15,39 +15,13 @@ from api.ratelimit import RateLimiter
 from api.settings import Settings
 from assistant.service import Event, Token
 from index.errors import StoreError
-from tests.conftest import markdown, write
+from tests.samples import write_service_base
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("docs")
-    write(
-        root / "customer_service" / "bot.md",
-        markdown(
-            "ask-kestrel",
-            "# Ask Kestrel\n\n## Results\n\nThe chatbot deflected 34% of contacts.",
-            doc_type="showcase",
-        ),
-    )
-    write(root / "legal" / "clauses.md", markdown("clauses", "# Clauses\n\nClauseWise flags risk."))
-    write(
-        root / "finance" / "prices.md",
-        markdown(
-            "prices",
-            "# DocuSift prices\n\nDocuSift charges GBP 0.045 per invoice page.",
-            access="finance",
-        ),
-    )
-    write(
-        root / "it" / "kaig-faq.md",
-        markdown(
-            "kaig-faq",
-            "# KAIG FAQ\n\nThe gateway keeps prompts and answers for 90 days before deletion.",
-            doc_type="faq",
-            owner="Nadia Haddad",
-            last_reviewed="2024-09-01",
-        ),
-    )
+    write_service_base(root)
     settings = Settings(
         data_dir=tmp_path_factory.mktemp("data"),
         today="2026-11-28",

@@ -19,7 +19,7 @@ from api.settings import Settings
 from assistant.prompt import REFUSAL_SENTENCE
 from assistant.service import Answer, Citation, Event, Final, Token
 from index.errors import StoreError
-from tests.conftest import markdown, write
+from tests.samples import write_service_base
 from tests.serving import Live, serving
 
 KEYS: dict[str, str] = {}
@@ -29,33 +29,7 @@ PRICE = "What does DocuSift charge per invoice page?"
 
 def build_knowledge_base(root: Path, data: Path) -> Settings:
     """Four documents (one only the finance group reads, one past its review date) and keys."""
-    write(
-        root / "customer_service" / "bot.md",
-        markdown(
-            "ask-kestrel",
-            "# Ask Kestrel\n\n## Results\n\nThe Ask Kestrel chatbot deflected 34% of contacts.",
-            doc_type="showcase",
-        ),
-    )
-    write(root / "legal" / "clauses.md", markdown("clauses", "# Clauses\n\nClauseWise flags risk."))
-    write(
-        root / "finance" / "prices.md",
-        markdown(
-            "prices",
-            "# DocuSift prices\n\nDocuSift charges GBP 0.045 per invoice page.",
-            access="finance",
-        ),
-    )
-    write(
-        root / "it" / "kaig-faq.md",
-        markdown(
-            "kaig-faq",
-            "# KAIG FAQ\n\nThe KAIG gateway keeps prompts and answers for 90 days before deletion.",
-            doc_type="faq",
-            owner="Nadia Haddad",
-            last_reviewed="2024-09-01",
-        ),
-    )
+    write_service_base(root)
     settings = Settings(
         data_dir=data,
         today="2026-11-28",
