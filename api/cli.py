@@ -33,7 +33,8 @@ from assistant.service import Answer, Token
 from index.errors import KBError
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
-from index.integrity import CheckReport, check, check_and_repair
+from index.integrity import CheckReport, check
+from index.rebuild import check_and_repair
 from ingest.sync import IngestReport
 
 app = typer.Typer(

@@ -10,7 +10,7 @@ the chunks collection's metadata changes on every write, so any process can tell
 collection changed under it (derived indexes rebuild on that).
 
 A collection can be replaced by a rebuilt copy under the same name (`kb store check --repair`,
-index/integrity.py; the swap protocol is in index/collections.py). Opening the store finishes
+index/rebuild.py; the swap protocol is in index/collections.py). Opening the store finishes
 or undoes a swap that was interrupted; a store that was open during a swap follows it: the
 generation check rebinds to the collection now live under the name, and an operation on a
 collection that was swapped out and deleted rebinds and runs again.
@@ -105,7 +105,7 @@ class ChromaStore:
 
     @property
     def client(self) -> Any:
-        """The Chroma client (for index/integrity.py, which copies collections)."""
+        """The Chroma client (for index/rebuild.py, which copies collections)."""
         return self._client
 
     def rebind(self) -> None:

@@ -23,7 +23,7 @@ neither updated nor removed; they only keep their ids, as documents of another r
 A run that replaced or removed chunks ends with a cheap look for chroma-core/chroma#7758: a
 sample of the chunks it wrote is queried with their own vectors, and any that dense search
 cannot return are logged and reported (`unreachable`, a key the report has only then), with
-the advice to run `kb store check --repair` (index/integrity.py).
+the advice to run `kb store check --repair` (index/integrity.py, index/rebuild.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""Store integrity (index/integrity.py): chunks dense search cannot reach (chroma-core/chroma#7758),
-chunks and registry that disagree, and the rebuild that repairs the index without losing a
-record, crash-safe at every step of its swap (index/collections.py). A real Chroma throughout:
-embedded in tmp_path, one `chroma run` server, and the `kb` entry point on a small corpus."""
+"""Store integrity (index/integrity.py) and repair (index/rebuild.py): chunks dense search
+cannot reach (chroma-core/chroma#7758), chunks and registry that disagree, and the rebuild that
+repairs the index without losing a record, crash-safe at every step of its swap
+(index/collections.py). A real Chroma throughout: embedded in tmp_path, one `chroma run`
+server, and the `kb` entry point on a small corpus."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ import pytest
 from index.collections import rebuild_name, retired_name
 from index.embedding import SentenceTransformerEmbedder
 from index.errors import StoreError
-from index.integrity import check, check_and_repair, repair, same_vectors, unreachable
+from index.integrity import check, unreachable
+from index.rebuild import check_and_repair, repair, same_vectors
 from index.records import Chunk, DocumentMeta, DocumentRecord, chunk_id, chunk_to_chroma
 from index.store import ChromaStore
 from ingest.sync import Ingester, IngestReport
