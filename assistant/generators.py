@@ -195,13 +195,14 @@ class LlamaCppChat:
     ) -> Iterator[str]:
         with self._lock:
             llm = self._load()
-            gate = RefusalGate(self._refusal_token, self._refusal_probability if refusal else 0)
+            gated = refusal and self._refusal_probability > 0  # not for rewrites
+            gate = RefusalGate(self._refusal_token, self._refusal_probability)
             for part in llm.create_chat_completion(
                 messages=messages,
                 max_tokens=max_tokens,
                 temperature=0.0,
                 stream=True,
-                logits_processor=_processors(gate),
+                logits_processor=_processors(gate) if gated else None,
             ):
                 delta = part["choices"][0]["delta"].get("content")
                 if delta:

@@ -31,7 +31,8 @@ from api.settings import Settings
 from assistant.service import Event, Token
 from index.embedding import SentenceTransformerEmbedder
 from index.errors import StoreError
-from tests.conftest import markdown, write
+from tests.conftest import write
+from tests.samples import write_service_base
 from tests.serving import serving
 
 pytestmark = pytest.mark.slow  # a browser (see pyproject's markers)
@@ -63,28 +64,7 @@ HOSTILE_BODY = (
 
 
 def build_corpus(root: Path) -> Path:
-    write(
-        root / "customer_service" / "bot.md",
-        markdown(
-            "ask-kestrel",
-            "# Ask Kestrel\n\n## Results\n\nThe Ask Kestrel chatbot deflected 34% of contacts.",
-            doc_type="showcase",
-        ),
-    )
-    write(
-        root / "legal" / "clauses.md",
-        markdown("clauses", "# Clauses\n\nClauseWise flags risky clauses in supplier contracts."),
-    )
-    write(
-        root / "it" / "kaig-faq.md",
-        markdown(
-            "kaig-faq",
-            "# KAIG FAQ\n\nThe KAIG gateway keeps prompts and answers for 90 days before deletion.",
-            doc_type="faq",
-            owner="Nadia Haddad",
-            last_reviewed="2024-09-01",
-        ),
-    )
+    write_service_base(root)  # with a document only the finance group reads
     # A text file whose title, owner and body are markup that must never become markup.
     front = {
         "id": "zephyr",

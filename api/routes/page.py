@@ -45,20 +45,12 @@ SECURITY_HEADERS = {
 router = APIRouter(tags=["page"], include_in_schema=False)
 
 
-def _page() -> HTMLResponse:
-    html = (files("api") / "web" / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
-
-
 @router.get("/", response_class=HTMLResponse)
+@router.get("/chat", response_class=HTMLResponse)
 def chat_page() -> HTMLResponse:
     """The chat page: ask, read the answer with its sources and warnings, give feedback."""
-    return _page()
-
-
-@router.get("/chat", response_class=HTMLResponse)
-def chat_page_alias() -> HTMLResponse:
-    return _page()
+    html = (files("api") / "web" / "index.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
 
 
 class _Assets(StaticFiles):
