@@ -26,17 +26,16 @@ import numpy as np
 from assistant.sources import Source
 from index.embedding import Embedder
 from index.keyword import english_stopwords
+from index.sentences import split_line, split_sentences, strip_list_marker
 
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*])")
-_NOT_AN_END = re.compile(r"(?:^|\s)(?:\d+|[a-z]|e\.g|i\.e|etc|vs|no|dr|mr|ms|approx)\.$", re.I)
+# Markers after a sentence's stop ("... done. [2]") move before it, so the stop ends it.
+_MARKS_AFTER_STOP = re.compile(r"([.!?])((?:[ \t]*\[\d+(?:\s*,\s*\d+)*\])+)")
 _HAS_WORD = re.compile(r"[A-Za-z0-9]")
 _WORD = re.compile(r"[A-Za-z][A-Za-z'-]+|\d+(?:[.,:/-]\d+)*%?")
 _STOP = english_stopwords()
-_SOURCE_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 # A number, or a capitalised word inside a sentence (after a word, not after punctuation that
 # starts a clause): a name, which a supporting source must contain.
-_LIST_MARKER = re.compile(r"^\s*(?:[-*]|\d+[.)])\s+")
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z'\u2019]*|\d+(?:[.,:/]\d+)*%?")
 _POSSESSIVE = ("'s", "'", "\u2019s", "\u2019")
 _INSIDE = re.compile(r"[A-Za-z0-9,] $")  # a word goes before: not a sentence or clause start
@@ -75,32 +74,18 @@ class CheckedAnswer:
         return seen
 
 
-def _fragments(text: str) -> list[str]:
-    """Lines, then sentences within a line; a list number ("1.") or an abbreviation ("e.g.")
-    does not end a sentence."""
-    out: list[str] = []
-    for line in text.splitlines():
-        merged: list[str] = []
-        for piece in _SENTENCE_END.split(line.strip()):
-            if merged and _NOT_AN_END.search(merged[-1]):
-                merged[-1] = f"{merged[-1]} {piece}"
-            else:
-                merged.append(piece)
-        out.extend(m for m in merged if m.strip())
-    return out
-
-
-def split_sentences(answer: str) -> list[tuple[str, list[int]]]:
+def split_cited(answer: str) -> list[tuple[str, list[int]]]:
     """(sentence without markers, cited numbers); markers after a sentence's full stop
     ("... done. [2]") belong to it."""
     return [(text, numbers) for text, numbers, _ in _split(answer)]
 
 
 def _split(answer: str) -> list[tuple[str, list[int], int]]:
-    """split_sentences(), with the number of the line (paragraph) each sentence is on."""
+    """split_cited(), with the number of the line (paragraph) each sentence is on."""
     out: list[tuple[str, list[int], int]] = []
+    answer = _MARKS_AFTER_STOP.sub(r"\2\1", answer)
     for line_no, line in enumerate(answer.strip().splitlines()):
-        for raw in _fragments(line):
+        for raw in split_line(line):
             numbers = [int(n) for group in _CITE.findall(raw) for n in group.split(",")]
             text = _CITE.sub("", raw).strip()
             if not _HAS_WORD.search(text):  # a stray marker group, or "...": not a sentence
@@ -182,7 +167,7 @@ def _once(parsed: list[tuple[str, list[int], bool]]) -> list[tuple[str, list[int
     seen: set[str] = set()
     out = []
     for sentence in parsed:
-        key = " ".join(_LIST_MARKER.sub("", sentence[0]).lower().split())
+        key = " ".join(strip_list_marker(sentence[0]).lower().split())
         if key not in seen:
             seen.add(key)
             out.append(sentence)
@@ -205,11 +190,10 @@ def _support_matrix(
     page: list[int | None] = []
     for j, source in enumerate(sources):
         for hit, text in source.passages():
-            for piece in _SOURCE_SENTENCE.split(text):
-                if piece.strip():
-                    pieces.append(piece.strip())
-                    owner.append(j)
-                    page.append(hit.page)
+            for piece in split_sentences(text):
+                pieces.append(piece)
+                owner.append(j)
+                page.append(hit.page)
     vectors = embedder.embed([*sentences, *pieces])
     sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T
     semantic = np.zeros((len(sentences), len(sources)), dtype=np.float32)
@@ -243,7 +227,7 @@ def names_in(sentence: str) -> set[str]:
     possessive: "The Northwind Platinum plan costs 40 EUR" -> {"northwind platinum", "40",
     "eur"}; "Ask Contoso's Technical Product Marketing team" -> {"contoso", "technical
     product marketing"}."""
-    text = _LIST_MARKER.sub("", sentence)
+    text = strip_list_marker(sentence)
     names: set[str] = set()
     run: list[str] = []
     end = 0

@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -26,17 +27,27 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from assistant.citations import split_sentences
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages, build_rewrite_messages
 from assistant.sources import Source, excerpts
 from index.embedding import Embedder
 from index.errors import ConfigurationError, KBError
+from index.sentences import LIST_MARKER, split_line
 
 log = logging.getLogger("kb.assistant")
 
 
 class GeneratorError(KBError):
-    """The generation backend failed (unreachable, timed out, refused)."""
+    """The generation backend failed (unreachable, timed out, refused); `status` is the HTTP
+    status an endpoint answered with, if it answered."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        """A server error (5xx) may pass; a client error (4xx) will not."""
+        return self.status is not None and self.status >= 500
 
 
 class Generator(Protocol):
@@ -75,7 +86,7 @@ class GeneratorConfig:
     retries: int = 2
     extractive_sentences: int = 4
     context_words: int = 300  # words of the sources a prompted model reads (0: all of them)
-    refusal_probability: float = 0.0  # local model: refuse at this chance of opening so (0: off)
+    refusal_probability: float = 0.25  # local model: refuse at this chance of opening so (0: off)
 
 
 Excerpts = Callable[[str, Sequence[Source]], dict[int, str]]
@@ -95,16 +106,16 @@ class PromptedGenerator:
 
     def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
         return self._model.stream_chat(
-            self._messages(question, sources), self._max_tokens, refusal=True
+            self.messages(question, sources), self._max_tokens, refusal=True
         )
 
     def refusal_probability(self, question: str, sources: Sequence[Source]) -> float | None:
         """The model's probability of opening its answer with the refusal sentence, where the
         model can tell (evals/calibrate_refusal.py calibrates KB_LLM_REFUSAL_PROBABILITY)."""
         measure = getattr(self._model, "refusal_probability", None)
-        return None if measure is None else float(measure(self._messages(question, sources)))
+        return None if measure is None else float(measure(self.messages(question, sources)))
 
-    def _messages(self, question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
+    def messages(self, question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
         texts = self._excerpts(question, sources) if self._excerpts else None
         return build_messages(question, sources, texts)
 
@@ -193,20 +204,56 @@ class LlamaCppChat:
     def stream_chat(
         self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
     ) -> Iterator[str]:
-        with self._lock:
-            llm = self._load()
-            gated = refusal and self._refusal_probability > 0  # not for rewrites
-            gate = RefusalGate(self._refusal_token, self._refusal_probability)
-            for part in llm.create_chat_completion(
-                messages=messages,
-                max_tokens=max_tokens,
-                temperature=0.0,
-                stream=True,
-                logits_processor=_processors(gate) if gated else None,
-            ):
-                delta = part["choices"][0]["delta"].get("content")
-                if delta:
-                    yield delta
+        """Deltas as the model writes them. The model runs in a thread of its own that holds
+        the lock and queues its deltas, so a reader that is slow, stalled or gone (a
+        streaming client) never keeps the model from the next answer; a reader that stops
+        early makes generation stop at the next token."""
+        deltas: queue.Queue[str | BaseException | None] = queue.Queue()
+        stop = threading.Event()
+        worker = threading.Thread(
+            target=self._generate,
+            args=(messages, max_tokens, refusal, deltas, stop),
+            name="kb-llm",
+            daemon=True,
+        )
+        worker.start()
+        try:
+            while (item := deltas.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+
+    def _generate(
+        self,
+        messages: list[dict[str, str]],
+        max_tokens: int,
+        refusal: bool,
+        deltas: queue.Queue[str | BaseException | None],
+        stop: threading.Event,
+    ) -> None:
+        try:
+            with self._lock:
+                llm = self._load()
+                gated = refusal and self._refusal_probability > 0  # not for rewrites
+                gate = RefusalGate(self._refusal_token, self._refusal_probability)
+                for part in llm.create_chat_completion(
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    temperature=0.0,
+                    stream=True,
+                    logits_processor=_processors(gate) if gated else None,
+                ):
+                    if stop.is_set():
+                        break
+                    delta = part["choices"][0]["delta"].get("content")
+                    if delta:
+                        deltas.put(delta)
+        except BaseException as exc:  # handed to the reader, which raises it
+            deltas.put(exc)
+        finally:
+            deltas.put(None)
 
     def refusal_probability(self, messages: list[dict[str, str]]) -> float:
         """The probability of the refusal's opening token as the answer's first token."""
@@ -253,16 +300,20 @@ class OpenAIChat:
                     if response.status_code >= 400:
                         response.read()
                         raise GeneratorError(
-                            f"{url} answered {response.status_code}: {response.text[:200]}"
+                            f"{url} answered {response.status_code}: {response.text[:200]}",
+                            status=response.status_code,
                         )
                     for delta in _sse_deltas(response.iter_lines()):
                         started = True
                         yield delta
                 return
             except (httpx.TransportError, GeneratorError) as exc:
-                retryable = isinstance(exc, httpx.TransportError) or "answered 5" in str(exc)
+                retryable = isinstance(exc, httpx.TransportError) or (
+                    isinstance(exc, GeneratorError) and exc.retryable
+                )
                 if started or not retryable or attempt == c.retries:
-                    raise GeneratorError(f"generation at {url} failed: {exc}") from exc
+                    status = exc.status if isinstance(exc, GeneratorError) else None
+                    raise GeneratorError(f"generation at {url} failed: {exc}", status) from exc
                 log.warning(
                     "generation attempt %d at %s failed (%s); retrying", attempt + 1, url, exc
                 )
@@ -287,7 +338,6 @@ _PROCEDURAL = re.compile(
     r"\b(steps|process|procedure|checklist|how to)\b",
     re.I,
 )
-_LIST_ITEM = re.compile(r"^\s*(?:[-*]|\d+[.)])\s+")
 
 
 class ExtractiveGenerator:
@@ -342,8 +392,8 @@ def _sentences(text: str) -> list[str]:
     """Sentences of a passage worth quoting; list items keep a "- " marker."""
     out = []
     for line in text.splitlines():
-        item = bool(_LIST_ITEM.match(line))
-        for sentence, _ in split_sentences(_LIST_ITEM.sub("", line)):
+        item = bool(LIST_MARKER.match(line))
+        for sentence in split_line(LIST_MARKER.sub("", line)):
             sentence = sentence.strip()
             if len(sentence.split()) < (3 if item else 6):
                 continue  # headings, labels and fragments

@@ -12,7 +12,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_sentences
+import numpy as np
+
+from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_cited
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
 from assistant.sources import Source, number_sources
@@ -21,8 +23,15 @@ from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.hybrid import HybridRetriever
 
+# The model's verdict that the sources hold no answer: "I don't know ...", or a statement
+# about the sources themselves ("is not mentioned in the sources"). A statement about the
+# subject ("treatments are not covered in the Standard plan") is an answer, not a refusal.
 _DONT_KNOW = re.compile(
-    r"\b(i don'?t know|i do not know|not (?:contained|covered|mentioned) in)\b", re.I
+    r"\b(?:i don'?t know|i do not know|"
+    r"not (?:contained|covered|mentioned|found|given|provided|stated|specified) in "
+    r"(?:the |any of the |these )?(?:provided |given |available |numbered )?"
+    r"(?:sources?|documents?|knowledge base|context|excerpts?))\b",
+    re.I,
 )
 _DONT_KNOW_SENTENCE = re.compile(
     r"[^.!?\n]*" + _DONT_KNOW.pattern + r"[^.!?\n]*[.!?]?(?:\s*\[[\d,\s]+\])*", re.I
@@ -72,6 +81,16 @@ class Answer:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What an answer is grounded on (Assistant.prepare)."""
+
+    standalone: str  # the question, rewritten to stand alone when it follows up
+    hits: list[Hit]  # retrieved chunks, best first
+    sources: list[Source]  # the numbered sources the generator reads
+    top: float  # relevance of the best hit (the refusal gate reads it)
 
 
 @dataclass(frozen=True)
@@ -134,23 +153,15 @@ class Assistant:
         filters: SearchFilters | None = None,
     ) -> Iterator[Event]:
         started = time.perf_counter()
-        standalone = self.standalone(question, history)
-        hits = self._retriever.retrieve(
-            standalone,
-            self.options.k,
-            today=self._today(),
-            filters=filters,
-            principal=principal,
-            neighbors=self.options.neighbors,
-        )
+        context = self.prepare(question, principal=principal, history=history, filters=filters)
+        standalone, hits, top = context.standalone, context.hits, context.top
         timings = {"retrieve": _ms(started)}
-        top = max((h.dense_score or 0.0 for h in hits), default=0.0)
         base = Answer(question, standalone, "", False, [], [], generator=self._generator.name)
         if top < self.options.refusal_threshold:
             timings["total"] = _ms(started)
             yield Final(self._refuse(base, hits, "no relevant source", top, timings))
             return
-        sources = number_sources(hits)
+        sources = context.sources
         parts: list[str] = []
         for delta in self._generator.stream(standalone, sources):
             if not parts:
@@ -173,6 +184,37 @@ class Assistant:
             yield Final(answer)
             return
         yield Final(self._compose(base, checked, sources, timings))
+
+    def prepare(
+        self,
+        question: str,
+        *,
+        principal: Principal,
+        history: Sequence[Turn] = (),
+        filters: SearchFilters | None = None,
+    ) -> Context:
+        """What an answer is grounded on, before any generation: the standalone question,
+        the retrieved chunks and the numbered sources the generator reads."""
+        standalone = self.standalone(question, history)
+        hits = self._retriever.retrieve(
+            standalone,
+            self.options.k,
+            today=self._today(),
+            filters=filters,
+            principal=principal,
+            neighbors=self.options.neighbors,
+        )
+        return Context(standalone, hits, number_sources(hits), self._relevance(standalone, hits))
+
+    def _relevance(self, question: str, hits: Sequence[Hit]) -> float:
+        """The best dense similarity between the question and a retrieved chunk: what the
+        refusal threshold is calibrated on. Retrieval reports it for the chunks the dense
+        path saw; when it saw none (keyword mode), the chunks are embedded here."""
+        dense = [h.dense_score for h in hits if h.dense_score is not None]
+        if dense or not hits:
+            return max(dense, default=0.0)
+        vectors = self._embedder.embed([question, *(h.text for h in hits)])
+        return float(np.max(vectors[1:] @ vectors[0]))
 
     def standalone(self, question: str, history: Sequence[Turn]) -> str:
         """The follow-up rewritten to stand alone: by the model when it can, otherwise by
@@ -278,7 +320,7 @@ def _without_dont_know(text: str) -> str:
     """The answer without its "I don't know" sentences, or "" when it opens with one (the
     model's verdict). A model sometimes answers and then adds that it does not know (the rest
     of the question, or out of habit): what it did write is still checked."""
-    sentences = split_sentences(text)
+    sentences = split_cited(text)
     if not sentences or _DONT_KNOW.search(sentences[0][0]):
         return ""
     return _DONT_KNOW_SENTENCE.sub("", text).strip()

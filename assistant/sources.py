@@ -5,7 +5,6 @@ and the excerpts of them a model reads when its reading is budgeted."""
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,8 +12,7 @@ import numpy as np
 
 from index.embedding import Embedder
 from index.hits import Hit
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+from index.sentences import split_line
 
 
 @dataclass(frozen=True)
@@ -119,8 +117,7 @@ def _units(text: str) -> list[tuple[int, str]]:
     return [
         (n, sentence.strip())
         for n, line in enumerate(text.splitlines())
-        for sentence in _SENTENCE_END.split(line)
-        if sentence.strip()
+        for sentence in split_line(line)
     ]
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, TypeVar
 
-from assistant.citations import split_sentences
+from assistant.citations import split_cited
 from assistant.service import Answer
 
 T = TypeVar("T")
@@ -86,7 +86,7 @@ def without_warning(text: str) -> str:
 def cited_sentences(text: str) -> list[tuple[str, list[int]]]:
     """(sentence, cited numbers) of a final answer, leaving out the warning line and connective
     sentences that cite nothing."""
-    return [(s, cited) for s, cited in split_sentences(without_warning(text)) if cited]
+    return [(s, cited) for s, cited in split_cited(without_warning(text)) if cited]
 
 
 def sentence_supported(cited: Iterable[int], support: dict[int, float], threshold: float) -> bool:

@@ -9,15 +9,14 @@ Consecutive chunks of one section overlap by a few sentences.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from index.records import Chunk
+from index.sentences import split_sentences
 from ingest.parsing import Block
 
 CountTokens = Callable[[Sequence[str]], list[int]]
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=\S)|\n+")
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,7 @@ def _split_long(
     text: str, section: str, page: int | None, count_tokens: CountTokens, limit: int
 ) -> list[_Piece]:
     """A paragraph longer than half the window, cut at sentences (words if it must)."""
-    sentences = [s for s in _SENTENCE_END.split(text) if s.strip()]
+    sentences = split_sentences(text)
     counts = count_tokens(sentences)
     out: list[_Piece] = []
     for sentence, tokens in zip(sentences, counts, strict=True):

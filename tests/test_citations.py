@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.citations import CheckOptions, check_citations, split_sentences
+from assistant.citations import CheckOptions, check_citations, split_cited
 from assistant.sources import Source
 from index.embedding import SentenceTransformerEmbedder
 from index.hits import Hit
@@ -50,13 +50,13 @@ def test_split_keeps_markers_with_their_sentence() -> None:
         "Prompts are kept 30 days [1]. Deflection is 34%. [2]\n"
         "1. First step [1]\n2. Then, e.g. this one [2]"
     )
-    assert split_sentences(answer) == [
+    assert split_cited(answer) == [
         ("Prompts are kept 30 days.", [1]),
         ("Deflection is 34%.", [2]),
         ("1. First step", [1]),
         ("2. Then, e.g. this one", [2]),
     ]
-    assert split_sentences("Both apply [1, 2].") == [("Both apply.", [1, 2])]
+    assert split_cited("Both apply [1, 2].") == [("Both apply.", [1, 2])]
 
 
 def test_correct_citations_are_kept_with_the_supporting_page(
@@ -250,7 +250,7 @@ def test_a_sentence_repeated_word_for_word_is_kept_once(
 
 
 def test_an_ellipsis_copied_from_an_excerpt_is_not_a_sentence() -> None:
-    assert split_sentences("Tips: [1]\n...\n- Ask first [2].\n[3]") == [
+    assert split_cited("Tips: [1]\n...\n- Ask first [2].\n[3]") == [
         ("Tips:", [1]),
         ("- Ask first.", [2, 3]),
     ]

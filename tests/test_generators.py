@@ -1,0 +1,106 @@
+"""Generator backends' logic without a real model: the local model's lock and the OpenAI
+client's retries (the slow tier runs the real model and a real server)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from assistant.generators import GeneratorConfig, GeneratorError, LlamaCppChat, OpenAIChat
+
+
+class _FakeLlama:
+    """Streams a few words per completion, a little slowly, like llama.cpp's generator."""
+
+    def __init__(self) -> None:
+        self.completions = 0
+
+    def create_chat_completion(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        self.completions += 1
+        for word in ("KAIG ", "keeps ", "prompts ", "90 ", "days."):
+            time.sleep(0.01)
+            yield {"choices": [{"delta": {"content": word}}]}
+
+
+def _chat() -> tuple[LlamaCppChat, _FakeLlama]:
+    chat = LlamaCppChat(Path("unused.gguf"), 512, 1)
+    fake = _FakeLlama()
+    chat._llm = fake  # loaded: _load() returns it
+    return chat, fake
+
+
+def test_a_stalled_stream_reader_does_not_block_the_next_answer() -> None:
+    chat, fake = _chat()
+    stalled = chat.stream_chat([{"role": "user", "content": "a"}], 16)
+    assert next(stalled) == "KAIG "  # a client that read one token and stopped reading
+    done = threading.Event()
+    second: list[str] = []
+
+    def other_client() -> None:
+        second.extend(chat.stream_chat([{"role": "user", "content": "b"}], 16))
+        done.set()
+
+    threading.Thread(target=other_client, daemon=True).start()
+    assert done.wait(timeout=10), "the second answer waited for the stalled reader"
+    assert "".join(second) == "KAIG keeps prompts 90 days."
+    assert fake.completions == 2
+    stalled.close()
+
+
+def test_a_reader_that_stops_early_stops_generation() -> None:
+    chat, _ = _chat()
+    stream = chat.stream_chat([{"role": "user", "content": "a"}], 16)
+    assert next(stream) == "KAIG "
+    stream.close()
+    assert chat._lock.acquire(timeout=5), "generation kept the model after the reader left"
+    chat._lock.release()
+
+
+def test_a_model_error_reaches_the_reader() -> None:
+    chat = LlamaCppChat(Path("/nonexistent/model.gguf"), 512, 1)
+    with pytest.raises(Exception, match="does not exist"):
+        list(chat.stream_chat([{"role": "user", "content": "a"}], 16))
+
+
+def _endpoint(statuses: list[int]) -> tuple[GeneratorConfig, list[int], Any]:
+    """An OpenAI-compatible endpoint that answers with these statuses, then streams 'ok'."""
+    seen: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        status = statuses[len(seen)] if len(seen) < len(statuses) else 200
+        seen.append(status)
+        if status != 200:
+            return httpx.Response(status, text="busy")
+        body = 'data: {"choices": [{"delta": {"content": "ok"}}]}\n\ndata: [DONE]\n\n'
+        return httpx.Response(200, text=body, headers={"content-type": "text/event-stream"})
+
+    return GeneratorConfig(base_url="http://127.0.0.1:9/v1", retries=2), seen, handler
+
+
+@pytest.mark.parametrize(("status", "retried"), [(503, True), (500, True), (400, False)])
+def test_server_errors_are_retried_and_client_errors_are_not(
+    monkeypatch: pytest.MonkeyPatch, status: int, retried: bool
+) -> None:
+    config, seen, handler = _endpoint([status])
+    transport = httpx.MockTransport(handler)
+
+    def stream(*args: Any, **kwargs: Any) -> Any:
+        return httpx.Client(transport=transport).stream(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "stream", stream)
+    monkeypatch.setattr(time, "sleep", lambda _: None)
+    chat = OpenAIChat(config)
+    if retried:
+        assert "".join(chat.stream_chat([{"role": "user", "content": "a"}], 8)) == "ok"
+        assert seen == [status, 200]
+    else:
+        with pytest.raises(GeneratorError) as caught:
+            list(chat.stream_chat([{"role": "user", "content": "a"}], 8))
+        assert caught.value.status == status
+        assert seen == [status]
