@@ -56,6 +56,7 @@ class CheckedSentence:
     support: float  # best support among its sources
     claimed: list[int] = field(default_factory=list)  # what the generator cited
     pages: dict[int, int | None] = field(default_factory=dict)  # source -> best chunk's page
+    line: int = 0  # the answer's line (paragraph, list item) the sentence is on
 
 
 @dataclass
@@ -96,18 +97,21 @@ def _split(answer: str) -> list[tuple[str, list[int], int]]:
     return out
 
 
-def paragraph_citations(answer: str) -> list[tuple[str, list[int], bool]]:
-    """(sentence, claimed numbers, cited explicitly). A sentence without a marker claims the
+Claim = tuple[str, list[int], bool, int]  # sentence, claimed numbers, cited explicitly, line
+
+
+def paragraph_citations(answer: str) -> list[Claim]:
+    """(sentence, claimed numbers, cited explicitly, line). A sentence without a marker claims the
     marker that closes its paragraph: models often cite once, after the last sentence of what
     they drew from one source ("A. B. C. [2]")."""
     parsed = _split(answer)
-    out: list[tuple[str, list[int], bool]] = []
+    out: list[Claim] = []
     for i, (text, numbers, line_no) in enumerate(parsed):
         if numbers:
-            out.append((text, numbers, True))
+            out.append((text, numbers, True, line_no))
             continue
         following = (n for t, n, line in parsed[i + 1 :] if line == line_no and n)
-        out.append((text, list(next(following, [])), False))
+        out.append((text, list(next(following, [])), False, line_no))
     return out
 
 
@@ -134,13 +138,14 @@ def check_citations(
         parsed = parsed[:-1]
     parsed = _once(parsed)
     if not parsed or not sources:
-        return CheckedAnswer([], [CheckedSentence(t, [], 0.0, c) for t, c, _ in parsed], 0)
-    support, best_hit = _support_matrix([t for t, _, _ in parsed], sources, embedder, options)
+        unchecked = [CheckedSentence(t, [], 0.0, c, line=line) for t, c, _, line in parsed]
+        return CheckedAnswer([], unchecked, 0)
+    support, best_hit = _support_matrix([t for t, *_ in parsed], sources, embedder, options)
     by_number = {s.n: i for i, s in enumerate(sources)}
     kept: list[CheckedSentence] = []
     dropped: list[CheckedSentence] = []
     moved = 0
-    for row, (text, claimed, explicit) in enumerate(parsed):
+    for row, (text, claimed, explicit, line) in enumerate(parsed):
         scores = support[row]
         valid = [n for n in claimed if n in by_number]
         good = [n for n in valid if scores[by_number[n]] >= options.threshold]
@@ -151,18 +156,18 @@ def check_citations(
             chosen = [sources[best].n]
             moved += bool(claimed)
         elif _connective(text, options) and not explicit:
-            kept.append(CheckedSentence(text, [], 0.0, claimed))  # connective text
+            kept.append(CheckedSentence(text, [], 0.0, claimed, line=line))  # connective text
             continue
         else:
-            dropped.append(CheckedSentence(text, [], float(scores[best]), claimed))
+            dropped.append(CheckedSentence(text, [], float(scores[best]), claimed, line=line))
             continue
         top = max(float(scores[by_number[n]]) for n in chosen)
         pages = {n: best_hit[row][by_number[n]] for n in chosen}
-        kept.append(CheckedSentence(text, chosen, top, claimed, pages))
+        kept.append(CheckedSentence(text, chosen, top, claimed, pages, line))
     return CheckedAnswer(kept, dropped, moved)
 
 
-def _once(parsed: list[tuple[str, list[int], bool]]) -> list[tuple[str, list[int], bool]]:
+def _once(parsed: list[Claim]) -> list[Claim]:
     """Each sentence once: a small model decoding greedily can loop."""
     seen: set[str] = set()
     out = []

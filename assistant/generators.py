@@ -3,8 +3,8 @@
 - `local`: a GGUF model through llama-cpp-python, with the model's own chat template;
 - `openai`: any OpenAI-compatible chat endpoint (vLLM, Ollama, a cloud service, llama-cpp's
   own server), with timeouts and retries;
-- `extractive`: no LLM; the answer is the retrieved sentences that best match the question,
-  each with its citation. Fast, deterministic, always available.
+- `extractive`: no LLM; sentences of the sources in the shape the question asks for, each
+  cited (assistant/extractive.py). Fast, deterministic, always available.
 
 A generator streams text deltas for a question and its numbered sources; citation checking,
 refusals and warnings happen after it, the same for all three.
@@ -17,7 +17,6 @@ import json
 import logging
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -27,11 +26,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assistant.extractive import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages, build_rewrite_messages
+from assistant.shapes import instruction, shape_of
 from assistant.sources import Source, excerpts
 from index.embedding import Embedder
 from index.errors import ConfigurationError, KBError
-from index.sentences import LIST_MARKER, split_line
 
 log = logging.getLogger("kb.assistant")
 
@@ -84,7 +84,6 @@ class GeneratorConfig:
     api_key: str | None = None
     timeout_s: float = 120.0
     retries: int = 2
-    extractive_sentences: int = 4
     context_words: int = 300  # words of the sources a prompted model reads (0: all of them)
     refusal_probability: float = 0.25  # local model: refuse at this chance of opening so (0: off)
 
@@ -117,7 +116,7 @@ class PromptedGenerator:
 
     def messages(self, question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
         texts = self._excerpts(question, sources) if self._excerpts else None
-        return build_messages(question, sources, texts)
+        return build_messages(question, sources, texts, instruction(shape_of(question, sources)))
 
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
         text = "".join(self._model.stream_chat(build_rewrite_messages(history, question), 64))
@@ -333,78 +332,6 @@ def _sse_deltas(lines: Iterator[str]) -> Iterator[str]:
             yield delta
 
 
-_PROCEDURAL = re.compile(
-    r"^(how (do|can|should|would|to)|what are the steps|steps|walk me through)|"
-    r"\b(steps|process|procedure|checklist|how to)\b",
-    re.I,
-)
-
-
-class ExtractiveGenerator:
-    """No LLM: the source sentences closest to the question, each cited. For a procedural
-    question whose best passage is a list, the list itself, in order."""
-
-    name = "extractive"
-
-    def __init__(self, embedder: Embedder, sentences: int, min_similarity: float = 0.35) -> None:
-        self._embedder = embedder
-        self._count = sentences
-        self._min = min_similarity
-
-    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
-        candidates = [
-            (source.n, position, sentence, passage)
-            for source in sources
-            for passage_no, (_, text) in enumerate(source.passages())
-            for position, sentence in enumerate(_sentences(text))
-            for passage in [(source.n, passage_no)]
-        ]
-        if not candidates:
-            return
-        vectors = self._embedder.embed([question, *(c[2] for c in candidates)])
-        similarity = vectors[1:] @ vectors[0]
-        anchor = int(np.argmax(similarity))
-        if similarity[anchor] < self._min:
-            return
-        if _PROCEDURAL.search(question):
-            steps = [
-                c for c in candidates if c[3] == candidates[anchor][3] and c[2].startswith("- ")
-            ]
-            if len(steps) >= 2:
-                for n, _, sentence, _ in steps[:8]:
-                    yield f"{sentence} [{n}]\n"
-                return
-        bonus = np.array([0.05 if c[0] == candidates[anchor][0] else 0.0 for c in candidates])
-        order = np.argsort(-(similarity + bonus), kind="stable")
-        chosen = [int(i) for i in order[: self._count] if similarity[i] >= self._min]
-        seen: set[str] = set()
-        for i in sorted(chosen, key=lambda i: (candidates[i][0], candidates[i][1])):
-            n, _, sentence, _ = candidates[i]
-            if sentence not in seen:
-                seen.add(sentence)
-                yield f"{sentence} [{n}]\n"
-
-    def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
-        return None
-
-
-def _sentences(text: str) -> list[str]:
-    """Sentences of a passage worth quoting; list items keep a "- " marker."""
-    out = []
-    for line in text.splitlines():
-        item = bool(LIST_MARKER.match(line))
-        for sentence in split_line(LIST_MARKER.sub("", line)):
-            sentence = sentence.strip()
-            if len(sentence.split()) < (3 if item else 6):
-                continue  # headings, labels and fragments
-            if sentence.endswith(("?", ":")):
-                continue  # a FAQ's question or a lead-in, not an answer
-            sentence = sentence.rstrip(";,") + ("" if sentence[-1] in ".!" else ".")
-            out.append(f"- {sentence}" if item else sentence)
-            item = False
-    return out
-
-
 def _local(config: GeneratorConfig, embedder: Embedder) -> Generator:
     if config.model_path is None:
         raise ConfigurationError("KB_LLM_MODEL_PATH is not set")
@@ -434,7 +361,7 @@ def _excerpter(config: GeneratorConfig, embedder: Embedder) -> Excerpts | None:
 
 
 def _extractive(config: GeneratorConfig, embedder: Embedder) -> Generator:
-    return ExtractiveGenerator(embedder, config.extractive_sentences)
+    return ExtractiveGenerator(embedder)
 
 
 GENERATORS: dict[str, Callable[[GeneratorConfig, Embedder], Generator]] = {

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_cited
+from assistant.context import ContextOptions, assemble
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
-from assistant.sources import Source, number_sources
+from assistant.shapes import Shape, question_shape
+from assistant.sources import Source
 from index.embedding import Embedder
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
@@ -41,11 +43,12 @@ _REFERS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|there|he|s
 
 @dataclass(frozen=True)
 class AssistantOptions:
-    k: int = 5
+    k: int = 10  # chunks retrieved; context assembly makes them `context.documents` sources
     neighbors: int = 0
     refusal_threshold: float = 0.40  # top dense similarity under which nothing is relevant
     nearby_threshold: float = 0.25  # weaker matches worth naming in a refusal
     check: CheckOptions = field(default_factory=CheckOptions)
+    context: ContextOptions = field(default_factory=ContextOptions)
 
 
 @dataclass(frozen=True)
@@ -204,7 +207,16 @@ class Assistant:
             principal=principal,
             neighbors=self.options.neighbors,
         )
-        return Context(standalone, hits, number_sources(hits), self._relevance(standalone, hits))
+        today = self._today()
+        radius = self.options.context.radius
+        shape = question_shape(standalone, [h.doc_type for h in hits])
+        sources = assemble(
+            hits,
+            lambda ranked: self._retriever.surroundings(ranked, radius, today),
+            self.options.context,
+            procedure=shape is Shape.PROCEDURE,
+        )
+        return Context(standalone, hits, sources, self._relevance(standalone, hits))
 
     def _relevance(self, question: str, hits: Sequence[Hit]) -> float:
         """The best dense similarity between the question and a retrieved chunk: what the
@@ -233,10 +245,16 @@ class Assistant:
         self, base: Answer, checked: CheckedAnswer, sources: list[Source], timings: dict[str, float]
     ) -> Answer:
         by_n = {s.n: s for s in sources}
-        lines = []
+        lines: list[str] = []
+        previous: int | None = None
         for sentence in checked.sentences:
             marks = "".join(f"[{n}]" for n in sentence.sources)
-            lines.append(f"{sentence.text} {marks}".strip())
+            said = f"{sentence.text} {marks}".strip()
+            if lines and sentence.line == previous:
+                lines[-1] += f" {said}"  # sentences of one paragraph or list item stay together
+            else:
+                lines.append(said)
+            previous = sentence.line
         support = dict.fromkeys(checked.cited(), 0.0)
         for sentence in checked.sentences:
             for n in sentence.sources:

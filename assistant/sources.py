@@ -54,6 +54,22 @@ class Source:
         pages = sorted({h.page for h in self.hits if h.page})
         if pages:
             parts.append("page " + ", ".join(str(p) for p in pages))
+        facts = [
+            f"{name}: {value}"
+            for name, value in (
+                ("project", hit.project),
+                ("department", hit.department if hit.project else None),
+                ("vendor", hit.vendor),
+                ("outcome", hit.outcome),
+                ("year", hit.year),
+            )
+            if value
+        ]
+        parts.extend(facts)
+        if hit.status == "superseded":
+            parts.append("SUPERSEDED: out of date, not for current facts")
+        elif hit.supersedes:
+            parts.append("current version, replaces " + ", ".join(hit.supersedes))
         if self.stale:
             parts.append(f"PAST REVIEW DATE ({self.review_date})")
         return "; ".join(parts)

@@ -28,6 +28,11 @@ class Hit:
     dense_score: float | None = None  # cosine similarity to the query, if the dense path saw it
     keyword_score: float | None = None  # BM25 score, if the keyword path saw it
     context: str | None = None  # the chunk with its neighbours, when asked for (small-to-big)
+    project: str | None = None  # project fields of lessons learned, showcases, evaluations
+    vendor: str | None = None
+    outcome: str | None = None
+    year: int | None = None
+    supersedes: tuple[str, ...] = ()  # ids of the documents this one replaces
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,4 +60,19 @@ def hit_from_chroma(chunk_id: str, text: str, md: dict[str, Any], today: dt.date
         chunk_index=int(md.get("chunk_index", 0)),
         review_date=str(review) if review else None,
         is_stale=bool(review) and today > dt.date.fromisoformat(str(review)),
+        project=_text(md.get("project")),
+        vendor=_text(md.get("vendor")),
+        outcome=_text(md.get("outcome")),
+        year=int(md["year"]) if "year" in md else None,
+        supersedes=tuple(str(s) for s in _list(md.get("supersedes"))),
     )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]

@@ -200,6 +200,26 @@ class HybridRetriever:
                 break
         return kept.hits()[:k]
 
+    def surroundings(
+        self, hits: Sequence[Hit], radius: int, today: dt.date
+    ) -> dict[str, list[Hit]]:
+        """For each hit (by chunk id), the chunks of its document version within `radius`
+        positions of it, itself included, in document order: what context assembly reads to
+        find the hit's section (one store read for all hits). The hits were already allowed
+        for the principal, and a document's chunks share its access."""
+        spans = {
+            hit.chunk_id: [
+                _sibling(hit, i)
+                for i in range(max(0, hit.chunk_index - radius), hit.chunk_index + radius + 1)
+            ]
+            for hit in hits
+        }
+        rows = self._store.get_chunks(sorted({cid for ids in spans.values() for cid in ids}))
+        return {
+            key: [hit_from_chroma(cid, *rows[cid], today) for cid in ids if cid in rows]
+            for key, ids in spans.items()
+        }
+
     def _with_neighbors(self, hits: list[Hit], window: int) -> list[Hit]:
         wanted: list[str] = []
         for hit in hits:
@@ -216,8 +236,14 @@ class HybridRetriever:
                 for i in range(lo, hit.chunk_index + window + 1)
                 if (cid := chunk_id(doc_id, digest, i)) in rows
             ]
-            out.append(hit.with_(context=_join_overlapping(parts)))
+            out.append(hit.with_(context=join_chunks(parts)))
         return out
+
+
+def _sibling(hit: Hit, index: int) -> str:
+    """The id of chunk `index` of the hit's document version."""
+    doc_id, digest, _ = hit.chunk_id.rsplit(":", 2)
+    return chunk_id(doc_id, digest, index)
 
 
 def _pool(
@@ -262,7 +288,7 @@ class _Deduplicator:
         return [hit for hit, _ in self._kept]
 
 
-def _join_overlapping(parts: list[str]) -> str:
+def join_chunks(parts: list[str]) -> str:
     """Concatenate consecutive chunks, dropping the lines each repeats from the previous."""
     out: list[str] = []
     for part in parts:

@@ -5,8 +5,9 @@ source is a sentence the composer could have quoted.
 Text splits into lines first (a line break always ends a sentence: list items, table rows and
 headings are lines), then each line at a full stop, question or exclamation mark followed by
 a space and a capital, digit, quote, bracket or markdown emphasis. A stop does not end a
-sentence after a list number opening the line ("1."), a single letter ("A."), or an abbreviation ("e.g.",
-"etc.", "vs.", "Dr."); "No." ends one unless a number follows ("No. 5")."""
+sentence after a list number opening the line ("1."), a single letter ("A."), or an
+abbreviation ("e.g.", "etc.", "vs.", "Dr."); "No." ends one unless a number follows
+("No. 5")."""
 
 from __future__ import annotations
 

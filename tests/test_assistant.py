@@ -213,7 +213,7 @@ def test_streaming_yields_tokens_then_one_final_answer(
 def test_extractive_answers_a_procedure_with_its_steps(
     retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
 ) -> None:
-    generator = ExtractiveGenerator(embedder, sentences=4)
+    generator = ExtractiveGenerator(embedder)
     answer = _assistant(retriever, generator, embedder).ask(
         "How do I get an AI project approved, step by step?", principal=Principal()
     )

@@ -1,0 +1,232 @@
+"""Context assembly ("small to big"): from the ranked chunks of a search to the numbered
+sources a generator reads.
+
+Chunks are sized for the embedding window, not for answering: a procedure's steps, a table's
+rows or a lesson's reasons are spread over several of them, and the best-ranked chunk is often
+a document's introduction. So each ranked chunk brings in its section: the largest enclosing
+section (by heading path) that fits the section budget (a procedure's budget is larger, so
+that every step comes), else the chunk and its neighbours within the section. A table cut
+from its header row opens back to its start. Chunks of one document merge in document order,
+without the lines consecutive chunks repeat. Documents take turns: the best section of each
+document comes before the second section of any, so a question about two things reads both,
+until the word budget is spent. The result is what the prompt, the extractive composer and
+the citation checker all read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from assistant.sources import Source
+from index.hits import Hit
+from index.hybrid import join_chunks
+
+# For each hit (by chunk id), the chunks of its document within a radius, in document order.
+Surroundings = Callable[[Sequence[Hit]], dict[str, list[Hit]]]
+
+_STEP = re.compile(r"^\s*(?:(?:step|phase|stage|gate)\s*\d+\b|\d+[.)]\s|[-*\u2022]\s)", re.I)
+_STEP_HEADING = re.compile(r"^\s*(?:step|phase|stage|gate)\s*\d+\b", re.I)
+_TABLE_ROW = re.compile(r"^[^|\n]*\S\s\|\s\S")
+
+
+@dataclass(frozen=True)
+class ContextOptions:
+    """Budgets in words (a word is about 1.3 prompt tokens for the local model, whose prompt
+    is read at roughly 100 tokens a second on two cores: evals/README.md, "Context
+    assembly")."""
+
+    documents: int = 4  # distinct documents given to the generator
+    words: int = 650  # all sources together
+    section_words: int = 320  # largest section brought in whole
+    procedure_words: int = 600  # largest procedure (steps, a checklist) brought in whole
+    radius: int = 12  # chunks read on each side of a ranked chunk to find its section
+
+
+def assemble(
+    hits: Sequence[Hit],
+    surroundings: Surroundings,
+    options: ContextOptions,
+    *,
+    procedure: bool = False,
+) -> list[Source]:
+    """The numbered sources for ranked `hits` (best first); numbers follow the rank of each
+    document's best hit. For a `procedure` question, the first procedure among the sections
+    of the two best documents comes before anything else, whole."""
+    documents: dict[str, list[Hit]] = {}
+    for hit in hits:
+        if hit.doc_id in documents or len(documents) < options.documents:
+            documents.setdefault(hit.doc_id, []).append(hit)
+    if not documents:
+        return []
+    windows = surroundings([h for group in documents.values() for h in group])
+    spans = {
+        doc: [_section(h, windows.get(h.chunk_id) or [h], options) for h in group]
+        for doc, group in documents.items()
+    }
+    if procedure:
+        spans = _procedure_first(spans)
+    chosen = _share_budget(spans, options.words)
+    sources: list[Source] = []
+    for doc, group in documents.items():
+        if chosen[doc]:
+            parts = _merge(chosen[doc], group)
+            sources.append(Source(n=len(sources) + 1, hits=tuple(parts)))
+    return sources
+
+
+def _words(text: str) -> int:
+    return len(text.split())
+
+
+def _path(section: str) -> list[str]:
+    return [part.strip() for part in section.split(" > ")] if section else []
+
+
+def _section(hit: Hit, window: list[Hit], options: ContextOptions) -> list[Hit]:
+    """The chunks of the largest section around `hit` that fits its budget, in order."""
+    chunks = sorted(window, key=lambda h: h.chunk_index)
+    at = next((i for i, h in enumerate(chunks) if h.chunk_id == hit.chunk_id), None)
+    if at is None:
+        return [hit]
+    path = _path(hit.section)
+    deepest = [hit]
+    for level in range(0 if not path else 1, len(path) + 1):
+        prefix = path[:level]
+
+        def inside(chunk: Hit, level: int = level, prefix: list[str] = prefix) -> bool:
+            # Text before the first heading (no path) is a section of its own.
+            return _path(chunk.section)[:level] == prefix if prefix else not chunk.section
+
+        lo, hi = at, at
+        while lo > 0 and inside(chunks[lo - 1]):
+            lo -= 1
+        while hi < len(chunks) - 1 and inside(chunks[hi + 1]):
+            hi += 1
+        run = chunks[lo : hi + 1]
+        deepest = run
+        open_ended = (lo == 0 and chunks[0].chunk_index > 0 and level > 0) or (
+            hi == len(chunks) - 1 and hi - at >= options.radius
+        )
+        text = join_chunks([h.text for h in run])
+        budget = options.procedure_words if _is_procedure(text) else options.section_words
+        if not open_ended and _words(text) <= budget:
+            return _with_table_start(run, chunks)
+    return _with_table_start(_around(deepest, hit, options.section_words), chunks)
+
+
+def _with_table_start(run: list[Hit], chunks: list[Hit]) -> list[Hit]:
+    """The run, opened back to the start of a table it begins inside, so the table comes
+    with its header row."""
+    at = next(i for i, h in enumerate(chunks) if h.chunk_id == run[0].chunk_id)
+    while (
+        at > 0
+        and _opens_in_table(run[0].text)
+        and _TABLE_ROW.match(chunks[at - 1].text.splitlines()[-1] if chunks[at - 1].text else "")
+    ):
+        at -= 1
+        run = [chunks[at], *run]
+    return run
+
+
+def _opens_in_table(text: str) -> bool:
+    lines = text.splitlines()
+    return bool(lines) and bool(_TABLE_ROW.match(lines[0]))
+
+
+def _around(run: list[Hit], hit: Hit, budget: int) -> list[Hit]:
+    """The hit and its nearest neighbours within `run`, as many as fit `budget` words."""
+    at = next(i for i, h in enumerate(run) if h.chunk_id == hit.chunk_id)
+    lo = hi = at
+    spent = _words(hit.text)
+    while True:
+        grew = False
+        for j in (hi + 1, lo - 1):
+            if 0 <= j < len(run) and spent + _words(run[j].text) <= budget:
+                spent += _words(run[j].text)
+                lo, hi = min(lo, j), max(hi, j)
+                grew = True
+        if not grew:
+            return run[lo : hi + 1]
+
+
+def _is_procedure(text: str) -> bool:
+    return _step_lines(text) >= 3
+
+
+def _step_lines(text: str) -> float:
+    """Lines that open a step; a "Step N" heading counts twice a list item."""
+    lines = text.splitlines()
+    return sum(bool(_STEP.match(line)) for line in lines) + sum(
+        bool(_STEP_HEADING.match(line)) for line in lines
+    )
+
+
+def _procedure_first(spans: dict[str, list[list[Hit]]]) -> dict[str, list[list[Hit]]]:
+    """The spans with the first procedure of the two best documents moved to the front (of
+    its document, and its document to the front of the turns)."""
+    best = max(
+        ((doc, span) for doc in list(spans)[:2] for span in spans[doc]),
+        key=lambda item: _step_lines(_text(item[1])),
+    )
+    doc, found = best
+    if not _is_procedure(_text(found)):
+        return spans
+    rest = {d: s for d, s in spans.items() if d != doc}
+    return {doc: [found, *(s for s in spans[doc] if s is not found)], **rest}
+
+
+def _text(run: list[Hit]) -> str:
+    return join_chunks([h.text for h in run])
+
+
+def _share_budget(spans: dict[str, list[list[Hit]]], words: int) -> dict[str, list[Hit]]:
+    """Documents take turns, best first: each one's best span, then each one's next. A span
+    that does not fit what is left is skipped; the first document's first span always comes."""
+    chosen: dict[str, dict[str, Hit]] = {doc: {} for doc in spans}
+    spent = 0
+    rounds = max(len(s) for s in spans.values())
+    for turn in range(rounds):
+        for doc, options in spans.items():
+            if turn >= len(options):
+                continue
+            new = [h for h in options[turn] if h.chunk_id not in chosen[doc]]
+            cost = _words(join_chunks([h.text for h in new]))
+            if new and (spent + cost <= words or spent == 0):
+                chosen[doc].update((h.chunk_id, h) for h in new)
+                spent += cost
+    return {doc: list(hits.values()) for doc, hits in chosen.items()}
+
+
+def _merge(chunks: list[Hit], ranked: list[Hit]) -> list[Hit]:
+    """Runs of consecutive chunks, each one passage (a hit whose context is the run's text),
+    ordered by the best rank among the ranked hits they hold."""
+    ordered = sorted(chunks, key=lambda h: h.chunk_index)
+    runs: list[list[Hit]] = []
+    for chunk in ordered:
+        if runs and chunk.chunk_index == runs[-1][-1].chunk_index + 1:
+            runs[-1].append(chunk)
+        else:
+            runs.append([chunk])
+    rank = {h.chunk_id: i for i, h in enumerate(ranked)}
+    passages = []
+    for run in runs:
+        best = min(run, key=lambda h: rank.get(h.chunk_id, len(rank)))
+        pages = [p for h in run for p in (h.page, h.page_end) if p is not None]
+        score = max((r.score for r in ranked if r.chunk_id in {h.chunk_id for h in run}), default=0)
+        passages.append(
+            (
+                min(rank.get(h.chunk_id, len(rank)) for h in run),
+                best.with_(
+                    context=join_chunks([h.text for h in run]),
+                    page=min(pages) if pages else None,
+                    page_end=max(pages) if pages else None,
+                    score=score,
+                    dense_score=next(
+                        (r.dense_score for r in ranked if r.chunk_id == best.chunk_id), None
+                    ),
+                ),
+            )
+        )
+    return [hit for _, hit in sorted(passages, key=lambda item: item[0])]

@@ -1,0 +1,229 @@
+"""The extractive composer: answers without an LLM, in the shape the question asks for
+(assistant/shapes.py), from sentences of the sources, each cited. Fast, deterministic, always
+available.
+
+- a procedure: the steps of the best-matching source that has some ("Step 3: ...", a numbered
+  or bulleted list), numbered in the document's order, each with the first sentences under it;
+- a comparison: the closest sentences of each source, one line per source;
+- prior projects: one line per project document, its metadata (project, department, vendor,
+  outcome, year) and its sentence closest to the question;
+- a fact: the sentences closest to the question, favouring the best source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from assistant.prompt import Turn
+from assistant.shapes import PROJECT_TYPES, Shape, shape_of
+from assistant.sources import Source
+from index.embedding import Embedder
+from index.sentences import LIST_MARKER, split_line
+
+_STEP_HEADING = re.compile(r"^\s*(?:step|phase|stage|gate)\s*(\d+)\s*[:.)-]?\s*(.*)$", re.I)
+_NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
+
+
+@dataclass(frozen=True)
+class ExtractiveOptions:
+    """Chosen on the golden set's answerable questions (evals/README.md, "Answer shapes")."""
+
+    fact_sentences: int = 3  # sentences of a fact answer
+    min_similarity: float = 0.35  # a sentence less similar to the question is never quoted
+    best_source_bonus: float = 0.05  # favours sentences of the source the best one is in
+    max_steps: int = 12
+    step_words: int = 45  # words quoted under one step
+    per_source: int = 3  # sources a comparison or a project list covers
+    procedure_margin: float = 0.1  # a source with steps this much less similar still leads
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    n: int  # source number
+    passage: int
+    position: int
+    text: str
+
+
+class ExtractiveGenerator:
+    name = "extractive"
+
+    def __init__(self, embedder: Embedder, options: ExtractiveOptions | None = None) -> None:
+        self._embedder = embedder
+        self._options = options or ExtractiveOptions()
+
+    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        candidates = [
+            _Candidate(source.n, p, i, sentence)
+            for source in sources
+            for p, (_, text) in enumerate(source.passages())
+            for i, sentence in enumerate(quotable(text))
+        ]
+        if not candidates:
+            return
+        vectors = self._embedder.embed([question, *(c.text for c in candidates)])
+        similarity = vectors[1:] @ vectors[0]
+        if float(similarity.max()) < self._options.min_similarity:
+            return
+        shape = shape_of(question, sources)
+        lines: list[str] = []
+        if shape is Shape.PROCEDURE:
+            lines = self._procedure(sources, candidates, similarity)
+        elif shape is Shape.COMPARISON:
+            lines = self._per_source(sources, candidates, similarity, projects=False)
+        elif shape is Shape.PROJECTS:
+            lines = self._per_source(sources, candidates, similarity, projects=True)
+        for line in lines or self._fact(candidates, similarity):
+            yield line + "\n"
+
+    def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
+        return None
+
+    def _fact(self, candidates: list[_Candidate], similarity: np.ndarray) -> list[str]:
+        o = self._options
+        anchor = candidates[int(np.argmax(similarity))]
+        bonus = np.array([o.best_source_bonus if c.n == anchor.n else 0.0 for c in candidates])
+        order = np.argsort(-(similarity + bonus), kind="stable")
+        chosen = [int(i) for i in order[: o.fact_sentences] if similarity[i] >= o.min_similarity]
+        chosen.sort(key=lambda i: (candidates[i].n, candidates[i].passage, candidates[i].position))
+        return _unique(f"{candidates[i].text} [{candidates[i].n}]" for i in chosen)
+
+    def _procedure(
+        self, sources: Sequence[Source], candidates: list[_Candidate], similarity: np.ndarray
+    ) -> list[str]:
+        """The steps of the source closest to the question among those with steps (a source
+        with steps within `procedure_margin` of the best source leads)."""
+        best = {s.n: _best_of(s.n, candidates, similarity) for s in sources}
+        top = max(best.values())
+        for source in sorted(sources, key=lambda s: -best[s.n]):
+            if best[source.n] < top - self._options.procedure_margin:
+                break
+            for _, text in source.passages():
+                steps = steps_of(text, self._options.step_words)
+                if len(steps) >= 2:
+                    return [
+                        f"{i}. {step} [{source.n}]"
+                        for i, step in enumerate(steps[: self._options.max_steps], start=1)
+                    ]
+        return []
+
+    def _per_source(
+        self,
+        sources: Sequence[Source],
+        candidates: list[_Candidate],
+        similarity: np.ndarray,
+        *,
+        projects: bool,
+    ) -> list[str]:
+        """One line per source (per project document when `projects`): what it says closest
+        to the question, two sentences at most."""
+        lines: list[str] = []
+        for source in sources:
+            hit = source.best
+            if projects and hit.doc_type not in PROJECT_TYPES:
+                continue
+            rows = [i for i, c in enumerate(candidates) if c.n == source.n]
+            rows = [i for i in rows if similarity[i] >= self._options.min_similarity]
+            if not rows:
+                continue
+            rows = sorted(rows, key=lambda i: -similarity[i])[:2]
+            rows.sort(key=lambda i: (candidates[i].passage, candidates[i].position))
+            said = " ".join(candidates[i].text.removeprefix("- ") for i in rows)
+            label = _project_label(source) if projects else hit.title
+            lines.append(f"- {label}: {said} [{source.n}]")
+            if len(lines) == self._options.per_source:
+                break
+        return lines if len(lines) >= (1 if projects else 2) else []
+
+
+def _best_of(n: int, candidates: list[_Candidate], similarity: np.ndarray) -> float:
+    return max((float(similarity[i]) for i, c in enumerate(candidates) if c.n == n), default=0.0)
+
+
+def _project_label(source: Source) -> str:
+    hit = source.best
+    facts = [f for f in (hit.department, hit.vendor, hit.outcome, hit.year) if f]
+    name = hit.project or hit.title
+    return f"{name} ({', '.join(str(f) for f in facts)})" if facts else name
+
+
+def _unique(lines: Iterator[str] | list[str]) -> list[str]:
+    return list(dict.fromkeys(lines))
+
+
+def steps_of(text: str, words: int) -> list[str]:
+    """The steps of a passage in order: "Step N: title" headings with the first sentences
+    under each (up to `words` words), or else the items of its longest numbered or bulleted
+    list."""
+    headed: list[tuple[str, list[str]]] = []
+    open_step = False
+    for line in text.splitlines():
+        match = _STEP_HEADING.match(line)
+        if match and len(line.split()) <= 14:
+            headed.append((_capital(match.group(2).strip()) or f"Step {match.group(1)}", []))
+            open_step = True
+        elif _heading_like(line):
+            open_step = False  # the next section: its text is not the last step's
+        elif open_step and line.strip():
+            headed[-1][1].extend(split_line(LIST_MARKER.sub("", line)))
+    if len(headed) >= 2:
+        return [_step(title, body, words) for title, body in headed]
+    return _longest_list(text)
+
+
+def _heading_like(line: str) -> bool:
+    """A short line that ends without punctuation and is no list item: a heading."""
+    words = line.split()
+    return (
+        0 < len(words) <= 8
+        and not LIST_MARKER.match(line)
+        and not line.rstrip().endswith((".", "!", "?", ":", ";", ","))
+    )
+
+
+def _step(title: str, body: list[str], words: int) -> str:
+    said: list[str] = []
+    for sentence in body:
+        if said and len(" ".join([*said, sentence]).split()) > words:
+            break
+        said.append(_closed(sentence))
+    return f"{title}: {' '.join(said)}" if said else _closed(title)
+
+
+def _longest_list(text: str) -> list[str]:
+    runs: list[list[str]] = [[]]
+    for line in text.splitlines():
+        if LIST_MARKER.match(line) and len(line.split()) >= 3:
+            runs[-1].append(_closed(LIST_MARKER.sub("", line).strip()))
+        elif line.strip() and runs[-1]:
+            runs.append([])
+    return max(runs, key=len)
+
+
+def _closed(sentence: str) -> str:
+    sentence = sentence.strip().rstrip(";,")
+    return sentence if sentence.endswith((".", "!", "?", ":")) else sentence + "."
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def quotable(text: str) -> list[str]:
+    """Sentences of a passage worth quoting; list items keep a "- " marker."""
+    out = []
+    for line in text.splitlines():
+        item = bool(LIST_MARKER.match(line))
+        for sentence in split_line(LIST_MARKER.sub("", line)):
+            if len(sentence.split()) < (3 if item else 6):
+                continue  # headings, labels and fragments
+            if sentence.endswith(("?", ":")):
+                continue  # a FAQ's question or a lead-in, not an answer
+            sentence = _closed(sentence)
+            out.append(f"- {sentence}" if item else sentence)
+            item = False
+    return out

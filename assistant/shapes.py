@@ -1,0 +1,80 @@
+"""The shape an answer takes, chosen from the question and its sources: numbered steps for a
+procedure, a paired list for a comparison, one line per project for "has anyone tried X?",
+one or two sentences for a fact. Every generator answers in the shape: the prompted ones are
+told it (`instruction`), the extractive composer builds it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from enum import StrEnum
+
+from assistant.sources import Source
+
+PROJECT_TYPES = frozenset({"lessons_learned", "showcase", "vendor_evaluation"})
+
+
+class Shape(StrEnum):
+    PROCEDURE = "procedure"
+    COMPARISON = "comparison"
+    PROJECTS = "projects"
+    FACT = "fact"
+
+
+_PROJECTS = re.compile(
+    r"\b(?:has|have|did|do)\s+(?:any(?:one|body)|some(?:one|body)|any\s+(?:team|department|"
+    r"of us|one here)|we|marketing|finance|sales|hr|legal|it|customer service)\b.*\b(?:tried|"
+    r"try|built|build|done|used|use|using|automated|evaluated|compared|rolled|deployed|run|"
+    r"piloted|looked|ever)\b|\b(?:prior|previous|earlier|past)\s+(?:projects?|pilots?|work)\b|"
+    r"\bbefore us\b|\balready\b.*\b(?:tried|built|done|evaluated|compared)\b|"
+    r"\bwhat (?:did|have) (?:we|they|other)\b.*\blearn",
+    re.I,
+)
+_COMPARISON = re.compile(
+    r"\b(?:compare[sd]?|comparison|versus|vs\.?|difference|differ(?:s|ent)?|disagree|"
+    r"conflict|contradict|what changed|changes? (?:from|between|since|in)|better than|"
+    r"which (?:one|is (?:right|correct|better))|i'?ve seen both|both|each)\b",
+    re.I,
+)
+_PROCEDURE = re.compile(
+    r"^(?:how (?:do|can|should|would|to|does)\b|what are the steps|walk me through|"
+    r"what (?:do|should) (?:i|we) (?:need to |have to )?do\b)|"
+    r"\b(?:steps?|process|procedure|checklist|how to|set (?:it |that )?up|roll (?:it )?out|"
+    r"onboard|get (?:it|my|our|a) .* (?:approved|going|started|set up))\b",
+    re.I,
+)
+
+
+def shape_of(question: str, sources: Sequence[Source]) -> Shape:
+    """Projects when the question asks what was tried and a source is a project document;
+    then a comparison, a procedure, else a fact."""
+    return question_shape(question, [h.doc_type for s in sources for h in s.hits])
+
+
+def question_shape(question: str, doc_types: Sequence[str]) -> Shape:
+    """shape_of() for the document types of the sources."""
+    if _PROJECTS.search(question) and PROJECT_TYPES.intersection(doc_types):
+        return Shape.PROJECTS
+    if _COMPARISON.search(question):
+        return Shape.COMPARISON
+    if _PROCEDURE.search(question):
+        return Shape.PROCEDURE
+    return Shape.FACT
+
+
+INSTRUCTIONS = {
+    Shape.PROCEDURE: "Answer with the numbered steps in the order the source gives them, one "
+    "line each, keeping every number, threshold, form and tool name, each line ending with "
+    "its source number.",
+    Shape.COMPARISON: "Answer with one line per thing compared or per source, saying what each "
+    "states, each line ending with its source number. If the sources disagree, say so and "
+    "name both.",
+    Shape.PROJECTS: "Answer with one line per project: its name, department, vendor, outcome "
+    "and year as the source heading gives them, then its main lesson, each line ending with "
+    "its source number.",
+    Shape.FACT: "Answer in one or two sentences.",
+}
+
+
+def instruction(shape: Shape) -> str:
+    return INSTRUCTIONS[shape]

@@ -1,0 +1,124 @@
+"""Context assembly on fixed chunks: sections come whole within budgets, procedures whole,
+tables with their header, documents take turns (assistant/context.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from assistant.context import ContextOptions, assemble
+from index.hits import Hit
+
+PLAYBOOK = [  # (section, text) of one document, in order
+    ("", "Version 2 of the playbook replaces version 1."),
+    ("Before you start", "Before you start\n- An accepted AI-01.\n- A named business owner."),
+    ("Steps", "Steps\nStep 1: define the fields\nList the fields to extract."),
+    ("Steps > Step 2: collect samples", "Step 2: collect samples\nCollect 500 samples per type."),
+    ("Steps > Step 3: set thresholds", "Step 3: set thresholds\nAuto-accept at 0.90 or higher."),
+    ("Steps > Step 4: shadow mode", "Step 4: shadow mode\nRun in shadow mode for 6 weeks."),
+    ("Measures", "Measures\nMeasure | Target\nTouchless rate | at least 75%"),
+    ("Measures", "Review queue time | 4 working hours\nCycle time | under 1 day"),
+]
+
+
+def _chunks(doc_id: str, rows: Sequence[tuple[str, str]], doc_type: str = "playbook") -> list[Hit]:
+    return [
+        Hit(
+            chunk_id=f"{doc_id}:abc:{i:04d}",
+            doc_id=doc_id,
+            title=doc_id,
+            path=f"{doc_id}.md",
+            page=None,
+            page_end=None,
+            section=section,
+            score=0.0,
+            text=text,
+            doc_type=doc_type,
+            department="coe",
+            owner="Owner",
+            status="approved",
+            chunk_index=i,
+            review_date=None,
+            is_stale=False,
+        )
+        for i, (section, text) in enumerate(rows)
+    ]
+
+
+BOOK = _chunks("playbook", PLAYBOOK)
+FAQ = _chunks("faq", [("Samples", "How many samples? The playbook asks for 500 per type.")], "faq")
+EVERYTHING = {h.chunk_id: h for h in [*BOOK, *FAQ]}
+
+
+def _surroundings(hits: Sequence[Hit]) -> dict[str, list[Hit]]:
+    """What the retriever's surroundings() gives: each hit's document neighbours in order."""
+    return {
+        h.chunk_id: [
+            c
+            for c in EVERYTHING.values()
+            if c.doc_id == h.doc_id and abs(c.chunk_index - h.chunk_index) <= 12
+        ]
+        for h in hits
+    }
+
+
+def _ranked(*hits: Hit) -> list[Hit]:
+    return [h.with_(score=1.0 - i / 10) for i, h in enumerate(hits)]
+
+
+def test_a_step_brings_in_its_whole_procedure_in_document_order() -> None:
+    sources = assemble(_ranked(BOOK[4]), _surroundings, ContextOptions())
+    assert len(sources) == 1
+    text = sources[0].text
+    assert text.index("Step 1") < text.index("Step 2") < text.index("Step 3") < text.index("Step 4")
+    assert "Before you start" not in text  # another section
+    assert "Measure" not in text
+
+
+def test_a_procedure_question_reads_the_procedure_first() -> None:
+    hits = _ranked(BOOK[0], BOOK[1], BOOK[3])
+    plain = assemble(hits, _surroundings, ContextOptions(words=40))
+    steps = assemble(hits, _surroundings, ContextOptions(words=40), procedure=True)
+    assert "Step 4" not in plain[0].text  # the budget goes to the best-ranked sections
+    assert steps[0].hits[0].context is not None
+    assert steps[0].hits[0].context.startswith("Steps\nStep 1")
+    assert "Step 4: shadow mode" in steps[0].text
+
+
+def test_a_section_over_budget_narrows_to_the_chunk_and_its_neighbours() -> None:
+    sources = assemble(
+        _ranked(BOOK[4]), _surroundings, ContextOptions(section_words=20, procedure_words=20)
+    )
+    text = sources[0].text
+    assert "0.90" in text
+    assert "Step 1" not in text
+
+
+def test_a_table_comes_with_its_header_row() -> None:
+    sources = assemble(_ranked(BOOK[7]), _surroundings, ContextOptions(section_words=8))
+    text = sources[0].text
+    assert "Measure | Target" in text
+    assert text.index("Measure | Target") < text.index("Review queue time")
+
+
+def test_documents_take_turns_before_second_sections() -> None:
+    hits = _ranked(BOOK[0], BOOK[6], FAQ[0])
+    sources = assemble(hits, _surroundings, ContextOptions(words=25, documents=4))
+    assert [s.doc_id for s in sources] == ["playbook", "faq"]
+    assert "Touchless" not in sources[0].text  # its second section did not fit after the FAQ
+    assert "500 per type" in sources[1].text
+
+
+def test_at_most_the_configured_number_of_documents() -> None:
+    hits = _ranked(BOOK[0], FAQ[0])
+    assert [s.doc_id for s in assemble(hits, _surroundings, ContextOptions(documents=1))] == [
+        "playbook"
+    ]
+
+
+def test_sources_are_numbered_by_rank_and_keep_best_first_passages() -> None:
+    hits = _ranked(FAQ[0], BOOK[7], BOOK[1])
+    sources = assemble(hits, _surroundings, ContextOptions(section_words=12, words=200))
+    assert [(s.n, s.doc_id) for s in sources] == [(1, "faq"), (2, "playbook")]
+    first, second = sources[1].hits
+    assert "Touchless" in (first.context or "")  # its best-ranked passage first
+    assert "Before you start" in (second.context or "")

@@ -1,0 +1,145 @@
+"""Answer shapes: chosen from the question and its sources (assistant/shapes.py), and built
+without an LLM by the extractive composer (assistant/extractive.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from assistant.extractive import ExtractiveGenerator, steps_of
+from assistant.shapes import Shape, question_shape
+from assistant.sources import Source
+from index.embedding import SentenceTransformerEmbedder
+from tests.test_context import BOOK, _chunks
+
+
+@pytest.mark.parametrize(
+    ("question", "types", "shape"),
+    [
+        ("How do we deploy document processing?", ["playbook"], Shape.PROCEDURE),
+        ("how do we deploy document processing", ["playbook"], Shape.PROCEDURE),
+        ("Walk me through the review steps", ["playbook"], Shape.PROCEDURE),
+        ("Has anyone tried using AI to screen CVs?", ["lessons_learned"], Shape.PROJECTS),
+        ("did anyone build a chatbot for customers already", ["showcase"], Shape.PROJECTS),
+        ("Has anyone tried using AI to screen CVs?", ["faq", "policy"], Shape.FACT),
+        (
+            "What was the cost of AP matching versus Ask Kestrel?",
+            ["lessons_learned"],
+            Shape.COMPARISON,
+        ),
+        ("Is the deflection rate 34% or 41%? I've seen both.", ["faq"], Shape.COMPARISON),
+        ("What changed between version 1 and version 2?", ["playbook"], Shape.COMPARISON),
+        ("What is the daily token allowance in KAIG Chat", ["faq"], Shape.FACT),
+    ],
+)
+def test_shape_of_a_question(question: str, types: list[str], shape: Shape) -> None:
+    assert question_shape(question, types) is shape
+
+
+def test_steps_of_headed_steps_stop_at_the_next_section() -> None:
+    text = "\n".join(t for _, t in [(s, t) for s, t in ((h.section, h.text) for h in BOOK)])
+    steps = steps_of(text, words=20)
+    assert steps == [
+        "Define the fields: List the fields to extract.",
+        "Collect samples: Collect 500 samples per type.",
+        "Set thresholds: Auto-accept at 0.90 or higher.",
+        "Shadow mode: Run in shadow mode for 6 weeks.",
+    ]
+
+
+def test_steps_of_a_numbered_list() -> None:
+    text = "Rollback\n1. Pin the previous version in the console.\n2. Inform the team lead now."
+    assert steps_of(text, words=20) == [
+        "Pin the previous version in the console.",
+        "Inform the team lead now.",
+    ]
+
+
+def _source(n: int, doc_id: str, text: str, doc_type: str = "playbook", **meta: object) -> Source:
+    hit = _chunks(doc_id, [("", text)], doc_type)[0].with_(context=text, **meta)
+    return Source(n, (hit,))
+
+
+PROCEDURE = """Deploying document processing
+Steps
+Step 1: define the document types
+List the fields to extract for each document type and who validates them.
+Step 2: collect samples
+Collect 500 sample documents per document type from the last 12 months.
+Step 3: apply the thresholds
+Fields with confidence of 0.90 or higher are accepted automatically.
+Step 4: shadow mode
+Run the whole document processing pipeline in shadow mode for 6 weeks.
+Quality assurance
+Check a 2% sample of accepted documents every week by hand."""
+
+
+def test_extractive_answers_a_procedure_with_numbered_cited_steps(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    answer = "".join(
+        ExtractiveGenerator(embedder).stream(
+            "How do we deploy document processing?", [_source(1, "playbook", PROCEDURE)]
+        )
+    )
+    lines = answer.splitlines()
+    assert lines == [
+        "1. Define the document types: List the fields to extract for each document type "
+        "and who validates them. [1]",
+        "2. Collect samples: Collect 500 sample documents per document type from the last "
+        "12 months. [1]",
+        "3. Apply the thresholds: Fields with confidence of 0.90 or higher are accepted "
+        "automatically. [1]",
+        "4. Shadow mode: Run the whole document processing pipeline in shadow mode for 6 "
+        "weeks. [1]",
+    ]
+
+
+def test_extractive_lists_each_prior_project_with_its_metadata(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    sources = [
+        _source(
+            1,
+            "cv-lessons",
+            "TalentLens screened CVs and the pilot was cancelled after a bias audit found gaps.",
+            "lessons_learned",
+            project="CV screening",
+            vendor="TalentLens",
+            outcome="cancelled",
+            year=2025,
+        ),
+        _source(2, "policy", "AI used in employment decisions needs a bias audit first.", "policy"),
+    ]
+    answer = "".join(
+        ExtractiveGenerator(embedder).stream("Has anyone tried AI to screen CVs?", sources)
+    )
+    assert answer.splitlines()[0].startswith(
+        "- CV screening (coe, TalentLens, cancelled, 2025): TalentLens screened CVs"
+    )
+    assert "[1]" in answer
+    assert "policy" not in answer.lower().split("[1]")[0]
+
+
+def test_extractive_compares_with_one_line_per_source(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    sources = [
+        _source(
+            1,
+            "lessons",
+            "The Ask Kestrel deflection rate was 34% in the first year.",
+            "lessons_learned",
+        ),
+        _source(2, "showcase", "Ask Kestrel deflects 41% of customer contacts today.", "showcase"),
+    ]
+    answer = "".join(
+        ExtractiveGenerator(embedder).stream(
+            "Is the Ask Kestrel deflection rate 34% or 41%? I've seen both.", sources
+        )
+    )
+    lines = answer.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("- lessons: ")
+    assert lines[0].endswith("[1]")
+    assert lines[1].startswith("- showcase: ")
+    assert lines[1].endswith("[2]")
