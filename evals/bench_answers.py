@@ -1,9 +1,11 @@
 """Answer quality and speed per generator (`python -m evals.bench_answers`).
 
-The documents of a dataset (contoso_hr's PDFs, or corpus/ for the golden set) are copied into
-a data folder, given minimal sidecars where they have none, and ingested; then every question
-goes through `Assistant.ask()` as the app builds it (api/assembly.py), once per generator.
-contoso_hr questions are asked by an administrator, golden ones by their asker's groups.
+The documents of a dataset (contoso_hr's PDFs, or corpus/ for the golden and employee sets)
+are copied into a data folder, given minimal sidecars where they have none, and ingested; then
+every question goes through `Assistant.ask()` as the app builds it (api/assembly.py), once per
+generator. contoso_hr questions are asked by an administrator, the others by their asker's
+groups. Golden figures are given for the whole set and for its report part (the refusal
+thresholds are calibrated on the other part: evals/golden.py `split_parts`).
 Metrics are in evals/answers.py. Each answer is printed as it completes and the JSON file is
 rewritten after every question, so a long run (the local model takes tens of seconds per answer
 on two cores) can be inspected or cut short (Ctrl-C keeps what is done).
@@ -62,12 +64,12 @@ from evals.benchkit import (
     prepare_roots,
     read_jsonl,
 )
-from evals.golden import GoldenQuestion, load_golden
+from evals.golden import DATASETS, GoldenQuestion, Part, load_dataset, split_parts
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
 
-ROOTS = {"contoso": CONTOSO / "docs", "golden": REPO / "corpus"}
+ROOTS = {"contoso": CONTOSO / "docs", **dict.fromkeys(DATASETS, REPO / "corpus")}
 GENERATORS = ("extractive", "local")
 GOLDEN_TODAY = "2026-11-28"  # the golden set's stale labels hold as of this day
 # contoso_hr "don't know" questions that its documents do answer (audited: file, pages and
@@ -75,6 +77,7 @@ GOLDEN_TODAY = "2026-11-28"  # the golden set's stale labels hold as of this day
 # refusal rate is the dataset's own, and form their own group so the rate without them shows.
 DONT_KNOW = "dont_know"
 DONT_KNOW_ANSWERED = "dont_know_answered_in_docs"
+REPORT_AGGREGATES = "aggregates_report_part"  # golden: the part not used for calibration
 AUDITED = REPO / "evals" / "datasets" / "contoso" / "dontknows_answered.jsonl"
 
 
@@ -90,6 +93,7 @@ class Item:
     answerable: bool
     ref: PageRef | None = None
     golden: GoldenQuestion | None = None
+    part: Part | None = None  # golden set: calibration or report part
 
 
 def contoso_items() -> tuple[list[Item], list[Item]]:
@@ -115,7 +119,10 @@ def contoso_items() -> tuple[list[Item], list[Item]]:
     return answerable, unanswerable
 
 
-def golden_items() -> tuple[list[Item], list[Item]]:
+def golden_items(dataset: str = "golden") -> tuple[list[Item], list[Item]]:
+    """The questions of a set in the golden format; the golden set's carry their part."""
+    questions = load_dataset(dataset)
+    parts = split_parts(questions) if dataset == "golden" else {}
     items = [
         Item(
             q.id,
@@ -124,14 +131,15 @@ def golden_items() -> tuple[list[Item], list[Item]]:
             Principal.of(*q.principal_groups),
             q.answerable,
             golden=q,
+            part=parts.get(q.id),
         )
-        for q in load_golden()
+        for q in questions
     ]
     return [i for i in items if i.answerable], [i for i in items if not i.answerable]
 
 
 def select_items(dataset: str, limit: int | None, unanswerable_limit: int | None) -> list[Item]:
-    answerable, unanswerable = contoso_items() if dataset == "contoso" else golden_items()
+    answerable, unanswerable = contoso_items() if dataset == "contoso" else golden_items(dataset)
     return spread(answerable, limit) + spread(unanswerable, unanswerable_limit)
 
 
@@ -276,7 +284,7 @@ def group_rows(agg: dict[str, Any], golden: bool) -> list[list[Any]]:
 def print_table(name: str, dataset: str, agg: dict[str, Any]) -> None:
     lines = ["", f"== {name} on {dataset} =="]
     lines += format_table([Column("metric", 36, "<"), Column("value", 18)], summary_rows(agg))
-    golden = dataset == "golden"
+    golden = dataset in DATASETS
     columns = [Column("group", 44, "<"), Column("n", 5), Column("answered", 10)]
     columns.append(Column("refused", 9))
     if golden:
@@ -315,17 +323,22 @@ def progress_line(
 
 @dataclass
 class Run:
-    """One generator's run, kept in the result dict that is rewritten after every answer."""
+    """One generator's run, kept in the result dict that is rewritten after every answer.
+    `report_keys`: the golden set's report part, aggregated apart as well."""
 
     name: str
     golden: bool
     section: dict[str, Any]
     scored: list[Scored] = field(default_factory=list)
+    report_keys: frozenset[str] | None = None
 
     def add(self, scored: Scored, record: dict[str, Any]) -> None:
         self.scored.append(scored)
         self.section["records"].append(record)
         self.section["aggregates"] = aggregates(self.scored, self.golden)
+        if self.report_keys is not None:
+            report = [s for s in self.scored if s.key in self.report_keys]
+            self.section[REPORT_AGGREGATES] = aggregates(report, self.golden) if report else {}
 
 
 def warm_up(generator: Generator) -> float:
@@ -358,7 +371,9 @@ def run_generator(
     print(f"{name}: loading ... (load {os.getloadavg()[0]:.2f})", file=sys.stderr, flush=True)
     section["warm_up_seconds"] = warm_up(generator)
     section["status"] = "running"
-    run = Run(name, result["dataset"] == "golden", section)
+    report = frozenset(i.key for i in items if i.part is Part.REPORT)
+    golden = result["dataset"] in DATASETS
+    run = Run(name, golden, section, report_keys=report if result["dataset"] == "golden" else None)
     started = time.perf_counter()
     for i, item in enumerate(items, start=1):
         asked = time.perf_counter()
@@ -442,7 +457,7 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evals.bench_answers", description=__doc__)
-    parser.add_argument("--dataset", choices=("contoso", "golden"), default="contoso")
+    parser.add_argument("--dataset", choices=("contoso", *DATASETS), default="contoso")
     parser.add_argument(
         "--generator",
         action="append",
@@ -496,7 +511,11 @@ def bench(args: argparse.Namespace, workdir: Path, out: Path) -> dict[str, Any]:
     write_atomic(out, result)
     for name, section in result["generators"].items():
         if section["aggregates"]:
-            print_table(f"{name} ({section['status']})", args.dataset, section["aggregates"])
+            label = "whole set, " if section.get(REPORT_AGGREGATES) else ""
+            print_table(f"{name} ({label}{section['status']})", args.dataset, section["aggregates"])
+        if section.get(REPORT_AGGREGATES):
+            title = f"{name} (report part, {section['status']})"
+            print_table(title, args.dataset, section[REPORT_AGGREGATES])
     return result
 
 

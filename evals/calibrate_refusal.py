@@ -1,4 +1,6 @@
-"""Calibrate the two refusal thresholds on the golden set.
+"""Calibrate the two refusal thresholds on the golden set's calibration part, and report them
+on its report part (evals/golden.py `split_parts`: halves of each question type, by a hash of
+the id). The tables show both parts; the thresholds are chosen on the calibration part only.
 
 KB_REFUSAL_THRESHOLD gates generation: below it the assistant refuses without calling the
 model. It must keep (nearly) every answerable question, so it is chosen as the highest value
@@ -39,7 +41,7 @@ from api.assembly import (
 from api.settings import Settings
 from assistant.generators import PromptedGenerator
 from assistant.sources import number_sources
-from evals.golden import load_golden
+from evals.golden import GoldenQuestion, Part, load_golden, split_parts
 from index.filters import Principal
 from index.hits import Hit
 from index.hybrid import HybridRetriever
@@ -54,14 +56,15 @@ class Probe:
     answerable: bool
     top: float  # best dense similarity of the retrieved sources
     refusal_probability: float | None = None  # measured only above the gate
+    part: str = Part.CALIBRATION.value
 
 
 def retrieved(
-    retriever: HybridRetriever, settings: Settings
+    retriever: HybridRetriever, settings: Settings, questions: Sequence[GoldenQuestion]
 ) -> list[tuple[str, str, bool, list[Hit]]]:
-    """(id, question, answerable, hits) for every golden question, as its asker retrieves."""
+    """(id, question, answerable, hits) for each question, as its asker retrieves."""
     out = []
-    for q in load_golden():
+    for q in questions:
         hits = retriever.retrieve(
             q.question,
             settings.answer_sources,
@@ -90,45 +93,104 @@ def lowest_keeping(probabilities: np.ndarray, grid: Sequence[float], keep: float
     return min(kept, default=1.0)
 
 
-def gate_table(answerable: np.ndarray, unanswerable: np.ndarray, keep: float) -> float:
-    print(f"{'threshold':>9} {'answerable kept':>16} {'unanswerable refused':>21}")
+def gate_rates(probes: Sequence[Probe], threshold: float) -> tuple[float, float]:
+    """(share of answerable kept, share of unanswerable refused) by the gate at `threshold`."""
+    kept = [p.top >= threshold for p in probes if p.answerable]
+    refused = [p.top < threshold for p in probes if not p.answerable]
+    return _share(kept), _share(refused)
+
+
+def llm_refused(p: Probe, gate: float, threshold: float) -> bool:
+    """Refused by the gate (top < gate) or by the model (probability >= threshold)."""
+    if p.top < gate:
+        return True
+    return p.refusal_probability is not None and p.refusal_probability >= threshold
+
+
+def llm_rates(probes: Sequence[Probe], gate: float, threshold: float) -> tuple[float, float]:
+    """(share of answerable answered, share of unanswerable refused) by gate and model."""
+    kept = [not llm_refused(p, gate, threshold) for p in probes if p.answerable]
+    caught = [llm_refused(p, gate, threshold) for p in probes if not p.answerable]
+    return _share(kept), _share(caught)
+
+
+def _share(flags: Sequence[bool]) -> float:
+    return float(np.mean(flags)) if flags else float("nan")
+
+
+def of_part(probes: Sequence[Probe], part: Part) -> list[Probe]:
+    return [p for p in probes if p.part == part.value]
+
+
+HEADER = (
+    f"{'':>9} {'calibration part':^38} {'report part':^38}\n"
+    f"{'':>9} {'answerable kept':>16} {'unanswerable refused':>21} "
+    f"{'answerable kept':>16} {'unanswerable refused':>21}"
+)
+
+
+def _counts(probes: Sequence[Probe]) -> str:
+    answerable = sum(p.answerable for p in probes)
+    return f"{answerable} answerable + {len(probes) - answerable} unanswerable"
+
+
+def gate_table(probes: Sequence[Probe], keep: float) -> float:
+    """The gate grid on both parts; the threshold is chosen on the calibration part."""
+    calibration, report = of_part(probes, Part.CALIBRATION), of_part(probes, Part.REPORT)
+    print(f"{'threshold':>9}" + HEADER[9:])
     for threshold in GATE_GRID:
-        kept = float((answerable >= threshold).mean())
-        refused = float((unanswerable < threshold).mean())
-        print(f"{threshold:9.2f} {kept:16.3f} {refused:21.3f}")
-    best = highest_keeping(answerable, GATE_GRID, keep)
-    print(f"answerable {len(answerable)}, unanswerable {len(unanswerable)}")
-    print(f"highest threshold keeping >= {keep:.0%} of answerable: {best:.2f}")
+        cells = [*gate_rates(calibration, threshold), *gate_rates(report, threshold)]
+        print(f"{threshold:9.2f} " + " ".join(f"{c:16.3f} {d:21.3f}" for c, d in _pairs(cells)))
+    tops = np.array([p.top for p in calibration if p.answerable])
+    best = highest_keeping(tops, GATE_GRID, keep)
+    print(f"calibration part: {_counts(calibration)}; report part: {_counts(report)}")
+    print(f"highest threshold keeping >= {keep:.0%} of answerable (calibration part): {best:.2f}")
+    kept, refused = gate_rates(report, best)
+    print(
+        f"on the report part at {best:.2f}: answerable kept {kept:.3f}, unanswerable refused "
+        f"{refused:.3f}"
+    )
     return best
 
 
 def llm_table(probes: Sequence[Probe], gate: float, keep: float) -> float:
-    """Rates over all golden questions: a question is refused by the gate (top < gate) or by
-    the model (probability >= threshold)."""
-    answerable = [p for p in probes if p.answerable]
-    unanswerable = [p for p in probes if not p.answerable]
-
-    def refused(p: Probe, threshold: float) -> bool:
-        if p.top < gate:
-            return True
-        return p.refusal_probability is not None and p.refusal_probability >= threshold
-
-    print(f"\n{'refusal p':>9} {'answerable kept':>16} {'unanswerable refused':>21}")
+    """The model's refusal grid on both parts (a question is refused by the gate or by the
+    model); the threshold is chosen on the calibration part."""
+    calibration, report = of_part(probes, Part.CALIBRATION), of_part(probes, Part.REPORT)
+    print(f"\n{'refusal p':>9}" + HEADER[9:])
     for threshold in LLM_GRID:
-        kept = np.mean([not refused(p, threshold) for p in answerable])
-        caught = np.mean([refused(p, threshold) for p in unanswerable])
-        print(f"{threshold:9.3f} {kept:16.3f} {caught:21.3f}")
+        cells = [*llm_rates(calibration, gate, threshold), *llm_rates(report, gate, threshold)]
+        print(f"{threshold:9.3f} " + " ".join(f"{c:16.3f} {d:21.3f}" for c, d in _pairs(cells)))
     # what the model would weigh; a question the gate refuses counts as refused at any value
     measured = np.array(
-        [np.inf if p.refusal_probability is None else p.refusal_probability for p in answerable]
+        [
+            np.inf if p.refusal_probability is None else p.refusal_probability
+            for p in calibration
+            if p.answerable
+        ]
     )
     best = lowest_keeping(measured, LLM_GRID, keep)
-    print(f"lowest refusal probability keeping >= {keep:.0%} of answerable answered: {best}")
+    print(
+        f"lowest refusal probability keeping >= {keep:.0%} of answerable answered "
+        f"(calibration part): {best}"
+    )
+    kept, caught = llm_rates(report, gate, best)
+    print(
+        f"on the report part at {best}: answerable answered {kept:.3f}, unanswerable refused "
+        f"{caught:.3f}"
+    )
     return best
 
 
+def _pairs(cells: Sequence[float]) -> list[tuple[float, float]]:
+    return [(cells[i], cells[i + 1]) for i in range(0, len(cells), 2)]
+
+
 def probe_model(
-    settings: Settings, rows: list[tuple[str, str, bool, list[Hit]]], gate: float
+    settings: Settings,
+    rows: list[tuple[str, str, bool, list[Hit]]],
+    gate: float,
+    parts: dict[str, Part],
 ) -> list[Probe]:
     embedder = build_answer_embedder(settings, build_embedder(settings))
     generator = build_generator(settings, embedder, "local")
@@ -141,7 +203,7 @@ def probe_model(
         probability = None
         if top >= gate:
             probability = generator.refusal_probability(question, number_sources(hits))
-        probes.append(Probe(qid, answerable, top, probability))
+        probes.append(Probe(qid, answerable, top, probability, parts[qid].value))
         shown = "gated" if probability is None else f"{probability:.4f}"
         print(
             f"  [{i}/{len(rows)}] {qid} {'answerable' if answerable else 'unanswerable'}: "
@@ -164,15 +226,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings()
     configure_runtime(settings)
     store = build_store(settings)
-    rows = retrieved(build_retriever(settings, store, build_embedder(settings)), settings)
-    scores = np.array([top_score(hits) for _, _, _, hits in rows])
-    answerable = np.array([a for _, _, a, _ in rows])
-    gate_table(scores[answerable], scores[~answerable], args.keep)
+    questions = load_golden()
+    parts = split_parts(questions)
+    rows = retrieved(
+        build_retriever(settings, store, build_embedder(settings)), settings, questions
+    )
+    gate_probes = [Probe(i, a, top_score(hits), None, parts[i].value) for i, _, a, hits in rows]
+    gate_table(gate_probes, args.keep)
     if not args.llm:
         return
     gate = settings.refusal_threshold
     print(f"\nwith the gate at KB_REFUSAL_THRESHOLD={gate}:")
-    probes = probe_model(settings, rows, gate)
+    probes = probe_model(settings, rows, gate, parts)
     llm_table(probes, gate, args.llm_keep)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
