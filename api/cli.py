@@ -28,13 +28,15 @@ from api.assembly import (
 )
 from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
+from api.streaming import shown
 from assistant.querylog import Asker, QueryLog
-from assistant.service import Answer, Token
+from assistant.service import Answer, Found, Token
 from index.errors import KBError
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.integrity import CheckReport, check
 from index.rebuild import check_and_repair
+from ingest.defaults import parse_run_defaults
 from ingest.sync import IngestReport
 
 app = typer.Typer(
@@ -61,9 +63,27 @@ def _print_json(data: Any) -> None:
 def ingest(
     path: Annotated[Path, typer.Argument(help="Folder of documents to sync into the store.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    default: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--default",
+            metavar="KEY=VALUE",
+            help="Metadata default for this run (repeatable), below every kb-defaults.yaml: "
+            "--default owner='Data team' --default access=[finance].",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Fail files missing doc_type, department or owner instead of ingesting them "
+            "with neutral values (also KB_INGEST_STRICT).",
+        ),
+    ] = False,
 ) -> None:
     """Sync a folder into the store: add new, update changed, remove deleted documents.
     Exits 1 if any file failed (the others are ingested all the same)."""
+    run_defaults = parse_run_defaults(default or [])
     settings = _settings()
     store = build_store(settings)
     ingester = build_ingester(settings, store, build_embedder(settings))
@@ -83,7 +103,9 @@ def ingest(
         def progress(done: int, total: int, rel: str) -> None:
             bar.update(task, completed=done - 1, total=total, description=rel)
 
-        report = ingester.sync(path, progress=progress)
+        report = ingester.sync(
+            path, progress=progress, defaults=run_defaults, strict=True if strict else None
+        )
     if as_json:
         _print_json(report.to_json())
     else:
@@ -93,11 +115,15 @@ def ingest(
 
 
 def _print_report(report: IngestReport) -> None:
+    warned = f", warnings {len(report.warnings)}" if report.warnings else ""
     out.print(
         f"added {len(report.added)}, updated {len(report.updated)}, "
         f"unchanged {len(report.unchanged)}, removed {len(report.removed)}, "
-        f"failed {len(report.failed)}"
+        f"failed {len(report.failed)}{warned}"
     )
+    for warning in report.warnings:
+        reason = warning.to_json()["reason"]
+        err.print(f"[yellow]warning[/yellow] {warning.path}: {reason}", highlight=False)
     for failure in report.failed:
         err.print(f"[red]failed[/red] {failure.path}: {failure.reason}", highlight=False)
 
@@ -189,17 +215,18 @@ def ask(
     )
     principal = Principal.of(*(group or []), admin=admin)
     started = time.perf_counter()
-    final: Answer | None = None
     if as_json:
         final = assistant.ask(question, principal=principal)
         _print_json(final.to_json())
     else:
-        for event in assistant.stream(question, principal=principal):
-            if isinstance(event, Token):
+        finals: list[Answer] = []  # the one final answer, kept as it passes
+        for event in shown(assistant.stream(question, principal=principal), finals.append):
+            if isinstance(event, Found):
+                titles = "; ".join(f"[{c.n}] {c.title}" for c in event.sources)
+                out.print(f"Reading {titles}", style="dim", highlight=False, markup=False)
+            elif isinstance(event, Token):
                 out.print(event.text, end="", highlight=False, markup=False)
-            else:
-                final = event.answer
-        assert final is not None
+        final = finals[0]
         _print_answer(final)
     log = QueryLog(settings.query_log_path)
     asker = Asker("cli", tuple(sorted(principal.groups)), principal.admin)

@@ -24,6 +24,7 @@ class DocType(StrEnum):
     TEMPLATE = "template"
     SHOWCASE = "showcase"
     POLICY = "policy"
+    REFERENCE = "reference"  # neutral: what a document of unknown kind is ingested as
 
 
 class Status(StrEnum):
@@ -41,7 +42,14 @@ DEFAULT_REVIEW_INTERVAL_DAYS: dict[DocType, int] = {
     DocType.TEMPLATE: 365,
     DocType.LESSONS_LEARNED: 730,
     DocType.SHOWCASE: 730,
+    DocType.REFERENCE: 365,
 }
+
+# What a document whose metadata and folder defaults say nothing about is ingested with, when
+# ingestion is not strict (ingest/metadata.py): neutral values that the review queue flags.
+NEUTRAL_DOC_TYPE = DocType.REFERENCE
+UNASSIGNED_DEPARTMENT = "unassigned"
+UNKNOWN_OWNER = "unknown"
 
 EVERYONE = "all"
 NEVER_DUE = dt.date.max.toordinal()

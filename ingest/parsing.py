@@ -8,14 +8,18 @@ missing or a PDF is a scanned image.
 
 from __future__ import annotations
 
+import codecs
+import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from index.errors import DocumentError
+from ingest import wordglue
+from ingest.htmltree import MAX_DEPTH, shallow_html
 
 FORMATS: dict[str, str] = {
     ".md": "markdown",
@@ -30,6 +34,7 @@ TEXT_FORMATS = {"markdown", "text"}
 _DIGITS = re.compile(r"\d+")
 _FURNITURE_MAX_CHARS = 120
 _SKIPPED = {"PageBreak", "PageNumber", "Image"}
+log = logging.getLogger("kb.ingest")
 
 
 @dataclass(frozen=True)
@@ -44,30 +49,69 @@ def format_of(path: Path) -> str | None:
     return FORMATS.get(path.suffix.lower())
 
 
+_BOMS = (  # longest first: UTF-32 LE starts like UTF-16 LE
+    (codecs.BOM_UTF32_LE, None, "UTF-32"),
+    (codecs.BOM_UTF32_BE, None, "UTF-32"),
+    (codecs.BOM_UTF8, "utf-8-sig", "UTF-8"),
+    (codecs.BOM_UTF16_LE, "utf-16", "UTF-16"),
+    (codecs.BOM_UTF16_BE, "utf-16", "UTF-16"),
+)
+_RESAVE = "re-save the file as UTF-8"
+
+
 def decode_text(path: Path, data: bytes) -> str:
+    """Text read as UTF-8 (with or without a byte-order mark) or UTF-16 with its byte-order
+    mark; DocumentError naming the encoding problem for anything else."""
+    codec, name = "utf-8", "UTF-8"
+    for bom, bom_codec, bom_name in _BOMS:
+        if data.startswith(bom):
+            if bom_codec is None:
+                raise DocumentError(path, f"{bom_name} text is not read; {_RESAVE}")
+            codec, name = bom_codec, bom_name
+            break
     try:
-        text = data.decode("utf-8-sig")
+        text = data.decode(codec)
     except UnicodeDecodeError as exc:
-        raise DocumentError(
-            path,
-            f"not valid UTF-8 (byte {exc.start}: {data[exc.start : exc.start + 1]!r}); "
-            "re-save the file as UTF-8",
-        ) from exc
+        bad = data[exc.start : exc.start + 1]
+        if codec == "utf-8" and _looks_like_utf16(data):
+            reason = f"looks like UTF-16 without a byte-order mark; {_RESAVE} (or UTF-16 with one)"
+        else:
+            reason = f"not valid {name} (byte {exc.start}: {bad!r}); {_RESAVE}"
+        raise DocumentError(path, reason) from exc
     if "\x00" in text:
+        if _looks_like_utf16(data):
+            reason = f"looks like UTF-16 without a byte-order mark; {_RESAVE} (or UTF-16 with one)"
+            raise DocumentError(path, reason)
         raise DocumentError(path, "contains NUL bytes: this is a binary file, not text")
     return text
+
+
+def _looks_like_utf16(data: bytes) -> bool:
+    """Most of the even or of the odd bytes are NUL: ASCII-range text in UTF-16."""
+    sample = data[:4096]
+    if len(sample) < 4:
+        return False
+    half = len(sample) // 2
+    return max(sample[0::2].count(0), sample[1::2].count(0)) > 0.8 * half
 
 
 def parse(path: Path, fmt: str, body: str | None = None) -> list[Block]:
     """Blocks of a file. `body` is the already decoded text (front matter removed) for
     Markdown and plain text."""
     try:
+        if fmt not in TEXT_FORMATS:
+            path.open("rb").close()  # unstructured returns nothing for a missing PDF
         elements = _partition(path, fmt, body)
     except DocumentError:
         raise
+    except OSError as exc:
+        raise DocumentError(path, f"cannot read: {exc.strerror or exc}") from exc
     except Exception as exc:
         raise DocumentError(path, f"cannot parse as {fmt}: {type(exc).__name__}: {exc}") from exc
     blocks = _to_blocks(elements)
+    if fmt == "pdf":
+        vocab = wordglue.vocabulary(b.text for b in blocks)
+        blocks = [replace(b, text=wordglue.repair(b.text, vocab)) for b in blocks]
     if not any(b.text.strip() for b in blocks):
         hint = (
             " (a scanned PDF without a text layer, or a PDF component missing: run make install)"
@@ -88,9 +132,7 @@ def _partition(path: Path, fmt: str, body: str | None) -> list[Any]:
 
         return list(partition_text(text=body or "", languages=["eng"]))
     if fmt == "html":
-        from unstructured.partition.html import partition_html
-
-        return list(partition_html(filename=str(path), languages=["eng"]))
+        return _partition_html(path)
     if fmt == "docx":
         from unstructured.partition.docx import partition_docx
 
@@ -100,6 +142,29 @@ def _partition(path: Path, fmt: str, body: str | None) -> list[Any]:
 
         return list(partition_pdf(filename=str(path), strategy="fast", languages=["eng"]))
     raise DocumentError(path, f"unsupported format '{fmt}'")
+
+
+def _partition_html(path: Path) -> list[Any]:
+    """unstructured's HTML partitioner, on a flattened copy of a page nested too deep for it
+    (ingest/htmltree.py)."""
+    from unstructured.partition.html import partition_html
+    from unstructured.partition.text import partition_text
+
+    try:
+        text = decode_text(path, path.read_bytes())
+    except DocumentError:  # another declared encoding: unstructured detects it
+        text = None
+    if text is None:
+        return list(partition_html(filename=str(path), languages=["eng"]))
+    flattened = shallow_html(text)
+    if flattened is None:
+        return list(partition_html(text=text, languages=["eng"]))
+    kind, content = flattened
+    how = "with its wrapper tags removed" if kind == "html" else "as plain text"
+    log.info("%s: HTML nested over %d levels deep, read %s", path, MAX_DEPTH, how)
+    if kind == "html":
+        return list(partition_html(text=content, languages=["eng"]))
+    return list(partition_text(text=content, languages=["eng"]))
 
 
 def _to_blocks(elements: list[Any]) -> list[Block]:

@@ -6,6 +6,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.defaults import DEFAULTS_FILE
 from ingest.metadata import SIDECAR_SUFFIX, sidecar_path
 from ingest.parsing import FORMATS, format_of
 
@@ -32,12 +33,12 @@ def _hidden(rel: Path) -> bool:
 
 def discover(root: Path) -> tuple[list[SourceFile], list[Failure]]:
     """Documents under `root` in a stable order, and files that cannot be documents.
-    Hidden files and folders (a leading '.' or '_') are skipped."""
+    Hidden files and folders (a leading '.' or '_') and defaults files are skipped."""
     files: list[SourceFile] = []
     failures: list[Failure] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         rel = path.relative_to(root)
-        if _hidden(rel):
+        if _hidden(rel) or path.name == DEFAULTS_FILE:
             continue
         if path.name.endswith(SIDECAR_SUFFIX):
             document = path.with_name(path.name[: -len(SIDECAR_SUFFIX)])
@@ -61,10 +62,12 @@ def discover(root: Path) -> tuple[list[SourceFile], list[Failure]]:
     return files, failures
 
 
-def fingerprint(source: SourceFile, pipeline: str) -> str:
-    """sha256 over the pipeline identity, the file and its sidecar: any change to one of them
-    means the document must be re-ingested. Raises OSError if a file cannot be read."""
+def fingerprint(source: SourceFile, pipeline: str, inputs: str = "") -> str:
+    """sha256 over the pipeline identity, the file, its sidecar and the other `inputs` that
+    decide its metadata (defaults): any change to one of them means the document must be
+    re-ingested. Raises OSError if a file cannot be read."""
     digest = hashlib.sha256(pipeline.encode())
+    digest.update(b"\0inputs\0" + inputs.encode())
     digest.update(b"\0file\0")
     digest.update(source.path.read_bytes())
     sidecar = sidecar_path(source.path)

@@ -13,8 +13,10 @@ written under a record, so a run killed anywhere converges, on the next run, to 
 clean ingest of the final tree would give: no duplicates, no orphans, no mixed versions.
 A document is removed chunks first, record last, for the same reason.
 
-A file that fails (unreadable, unparsable, bad metadata) is reported and leaves whatever the
-store held for it untouched.
+A file that fails (unreadable, removed mid-run, unparsable, bad metadata) is reported and
+leaves whatever the store held for it untouched. A file whose metadata, defaults files and
+folders leave doc_type, department or owner unsaid is ingested with neutral values and
+reported under `warnings` (a key the report has only then), unless the ingest is strict.
 
 A sync may be narrowed to some paths under the root (`only=`, used by uploads over HTTP): the
 same protocol then runs for those paths alone. Other files are not read, and their documents are
@@ -31,7 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,17 +43,45 @@ import numpy as np
 from index.embedding import Embedder
 from index.errors import ConfigurationError, DocumentError, InvalidRequestError
 from index.integrity import unreachable_chunks
+from index.keyword import chunk_context
 from index.records import Chunk, DocumentMeta, DocumentRecord, chunk_id, chunk_to_chroma
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions, chunk_blocks, embedding_text
-from ingest.metadata import read_metadata, split_front_matter
+from ingest.defaults import FolderDefaults, Layer
+from ingest.metadata import (
+    MetadataOptions,
+    metadata_inputs,
+    resolve_metadata,
+    sidecar_path,
+    split_front_matter,
+)
 from ingest.parsing import TEXT_FORMATS, decode_text, parse
 from ingest.sources import Failure, SourceFile, discover, fingerprint
+from ingest.titles import infer_title
 
-PIPELINE_VERSION = "kb-ingest/1"
+PIPELINE_VERSION = "kb-ingest/2"
 Progress = Callable[[int, int, str], None]
 REACHABILITY_SAMPLE = 64  # chunks written by a run that replaced or removed some, re-queried
 log = logging.getLogger("kb.ingest")
+
+
+@dataclass(frozen=True)
+class IngestWarning:
+    """A document ingested with neutral values for required fields nothing gave."""
+
+    path: str
+    doc_id: str
+    defaulted: dict[str, str]
+
+    def to_json(self) -> dict[str, Any]:
+        fields = ", ".join(f"{k} '{v}'" for k, v in self.defaulted.items())
+        return {
+            "path": self.path,
+            "doc_id": self.doc_id,
+            "defaulted": self.defaulted,
+            "reason": f"ingested with {fields}: neither its metadata, a kb-defaults.yaml nor its "
+            "folder gives them; declare them (docs/metadata.md)",
+        }
 
 
 @dataclass
@@ -63,6 +93,7 @@ class IngestReport:
     unchanged: list[dict[str, Any]] = field(default_factory=list)
     removed: list[dict[str, Any]] = field(default_factory=list)
     failed: list[Failure] = field(default_factory=list)
+    warnings: list[IngestWarning] = field(default_factory=list)  # written with neutral metadata
     unreachable: list[str] = field(default_factory=list)  # written chunks dense search misses
     written: list[str] = field(default_factory=list, repr=False)  # chunk ids this run wrote
 
@@ -78,7 +109,10 @@ class IngestReport:
             "removed": self.removed,
             "failed": [f.to_json() for f in self.failed],
         }
-        if self.unreachable:  # only then, so that the usual report keeps its five keys
+        # Only when there are some, so that the usual report keeps its five keys.
+        if self.warnings:
+            out["warnings"] = [w.to_json() for w in self.warnings]
+        if self.unreachable:
             out["unreachable"] = self.unreachable
         return out
 
@@ -89,6 +123,15 @@ class _Prepared:
     meta: DocumentMeta
     content_hash: str
     chunks: list[Chunk]
+    defaulted: dict[str, str]
+    context: str = ""  # embedded before each chunk, not stored
+
+
+@dataclass(frozen=True)
+class _Pending:
+    source: SourceFile
+    content_hash: str
+    defaults: Layer
 
 
 class Ingester:
@@ -103,6 +146,7 @@ class Ingester:
         embed_batch_chunks: int = 512,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         reachability_sample: int = REACHABILITY_SAMPLE,
+        metadata: MetadataOptions | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -110,10 +154,11 @@ class Ingester:
         self._batch = embed_batch_chunks
         self._clock = clock
         self._reachability_sample = reachability_sample
+        self._metadata = metadata or MetadataOptions()
         c = self._chunking
         self.pipeline = (
             f"{PIPELINE_VERSION};{embedder.name};{c.max_tokens};{c.overlap_tokens};{c.min_tokens}"
-        )
+        ) + (";context" if c.context_line else "")
 
     def sync(
         self,
@@ -121,12 +166,18 @@ class Ingester:
         progress: Progress | None = None,
         *,
         only: Collection[str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        strict: bool | None = None,
     ) -> IngestReport:
         """Make the store match `root`; with `only` (posix paths relative to `root`), match
-        those paths alone: a listed path without a file removes its document."""
+        those paths alone: a listed path without a file removes its document. `defaults`:
+        metadata defaults for this run, below every kb-defaults.yaml; `strict`: overrides the
+        ingester's own strictness for this run."""
         root = root.resolve()
         if not root.is_dir():
             raise InvalidRequestError("path", f"{root} is not a folder: pass the folder to ingest")
+        options = self._metadata if strict is None else replace(self._metadata, strict=strict)
+        folder_defaults = FolderDefaults(root, defaults)
         report = IngestReport()
         files, report.failed = discover(root)
         if only is not None:
@@ -142,33 +193,38 @@ class Ingester:
         elsewhere = {r.doc_id: r for r in records if not in_scope(r)}
 
         live: dict[str, str] = {}  # doc id -> rel path of the file that holds it this run
-        pending: list[tuple[SourceFile, str]] = []
+        pending: list[_Pending] = []
         for source in files:
             previous = by_path.get(source.rel)
             try:
-                content_hash = fingerprint(source, self.pipeline)
+                layer = folder_defaults.for_file(source.path)
+                inputs = metadata_inputs(source.path, root, layer, options)
+                content_hash = fingerprint(source, self.pipeline, inputs)
             except OSError as exc:
                 reason = f"cannot read: {exc.strerror or exc}"
+                self._keep_previous(previous, source, reason, live, report)
+                continue
+            except DocumentError as exc:  # a defaults file that applies to it is at fault
+                reason = _reason(root, source, exc)
                 self._keep_previous(previous, source, reason, live, report)
                 continue
             if previous and previous.content_hash == content_hash and previous.state == "ok":
                 live[previous.doc_id] = source.rel
                 report.unchanged.append({"doc_id": previous.doc_id, "path": source.rel})
             else:
-                pending.append((source, content_hash))
+                pending.append(_Pending(source, content_hash, layer))
 
         batch: list[_Prepared] = []
-        for done, (source, content_hash) in enumerate(pending, start=1):
+        for done, item in enumerate(pending, start=1):
+            source = item.source
             if progress:
                 progress(done, len(pending), source.rel)
             previous = by_path.get(source.rel)
             try:
-                prepared = self._prepare(root, source, content_hash)
+                prepared = self._prepare(root, item, options)
                 self._claim(prepared, live, elsewhere)
             except DocumentError as exc:
-                reason = exc.reason
-                if Path(exc.path) != source.path:  # the sidecar was at fault
-                    reason = f"{Path(exc.path).name}: {reason}"
+                reason = _reason(root, source, exc)
                 self._keep_previous(previous, source, reason, live, report)
                 continue
             live[prepared.meta.id] = source.rel
@@ -230,21 +286,42 @@ class Ingester:
             reason += "; its half-written earlier version was removed"
         report.failed.append(Failure(source.rel, reason))
 
-    def _prepare(self, root: Path, source: SourceFile, content_hash: str) -> _Prepared:
+    def _prepare(self, root: Path, item: _Pending, options: MetadataOptions) -> _Prepared:
+        source = item.source
         body: str | None = None
         front: str | None = None
-        if source.fmt in TEXT_FORMATS:
-            front, body = split_front_matter(decode_text(source.path, source.path.read_bytes()))
-        blocks = parse(source.path, source.fmt, body)
-        heading = next((b.text for b in blocks if b.kind == "heading"), None)
-        meta = read_metadata(source.path, root, front, heading)
+        try:
+            if source.fmt in TEXT_FORMATS:
+                data = source.path.read_bytes()
+                front, body = split_front_matter(decode_text(source.path, data))
+            blocks = parse(source.path, source.fmt, body)
+        except OSError as exc:  # removed or made unreadable since it was hashed
+            raise DocumentError(source.path, f"cannot read: {exc.strerror or exc}") from exc
+        resolved = resolve_metadata(
+            source.path,
+            root,
+            front,
+            infer_title(source.path, source.fmt, blocks),
+            defaults=item.defaults,
+            options=options,
+        )
+        meta = resolved.meta
+        context = self._context_line(source.rel, meta)
         chunks = chunk_blocks(
             blocks,
             title=meta.title,
             count_tokens=self._embedder.count_tokens,
             options=self._chunking,
+            context=context,
         )
-        return _Prepared(source, meta, content_hash, chunks)
+        return _Prepared(source, meta, item.content_hash, chunks, resolved.defaulted, context)
+
+    def _context_line(self, rel: str, meta: DocumentMeta) -> str:
+        """The line embedded with each chunk (the keyword index makes the same one from the
+        chunk's metadata), or none when the chunking options turn it off."""
+        if not self._chunking.context_line:
+            return ""
+        return chunk_context(rel, meta.department, meta.doc_type.value)
 
     @staticmethod
     def _claim(
@@ -271,7 +348,11 @@ class Ingester:
         if not batch:
             return
         self._check_window()
-        texts = [embedding_text(p.meta.title, c.section, c.text) for p in batch for c in p.chunks]
+        texts = [
+            embedding_text(p.meta.title, c.section, c.text, p.context)
+            for p in batch
+            for c in p.chunks
+        ]
         vectors = self._embedder.embed(texts)
         start = 0
         for prepared in batch:
@@ -280,6 +361,10 @@ class Ingester:
             start += n
             entry = {"doc_id": prepared.meta.id, "path": prepared.source.rel, "chunks": n}
             (report.updated if prepared.meta.id in existing else report.added).append(entry)
+            if prepared.defaulted:
+                report.warnings.append(
+                    IngestWarning(prepared.source.rel, prepared.meta.id, prepared.defaulted)
+                )
 
     def _write_document(self, root: Path, prepared: _Prepared, vectors: np.ndarray) -> list[str]:
         record = DocumentRecord(
@@ -305,6 +390,21 @@ class Ingester:
         self._store.delete_other_versions(record.doc_id, record.content_hash)
         self._store.put_document(_ok(record), mean)
         return ids
+
+
+def _reason(root: Path, source: SourceFile, exc: DocumentError) -> str:
+    """The error's reason, prefixed with the file at fault when it is not the document itself
+    (its sidecar, or a defaults file), named relative to the root."""
+    at_fault = Path(exc.path)
+    if at_fault == source.path:
+        return exc.reason
+    try:
+        shown = at_fault.relative_to(root).as_posix()
+    except ValueError:
+        shown = str(at_fault)
+    if at_fault == sidecar_path(source.path):  # the name says enough
+        shown = at_fault.name
+    return f"{shown}: {exc.reason}"
 
 
 def _ok(record: DocumentRecord) -> DocumentRecord:

@@ -456,7 +456,7 @@ def test_sync_refuses_while_another_ingest_runs(client: TestClient) -> None:
 def test_sync_names_kb_corpus_dir_when_missing(
     client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services(client).settings, "corpus_dir", tmp_path / "nowhere")
+    monkeypatch.setattr(services(client), "corpus_dir", tmp_path / "nowhere")
     response = client.post("/v1/sync")
     assert response.status_code == 500
     assert "KB_CORPUS_DIR" in response.json()["detail"]

@@ -52,11 +52,13 @@ def test_path_gives_department_type_id_and_title(tmp_path: Path) -> None:
     assert meta.access == ["all"]
 
 
-def test_path_defaults_ignore_unknown_folders(tmp_path: Path) -> None:
-    assert path_defaults(tmp_path / "misc" / "notes" / "x.md", tmp_path) == {
-        "id": "x",
-        "department": "misc",
-    }
+def test_path_defaults_name_only_known_departments(tmp_path: Path) -> None:
+    known = frozenset({"finance", "customer_service"})
+    assert path_defaults(tmp_path / "misc" / "notes" / "x.md", tmp_path, known) == {"id": "x"}
+    nested = path_defaults(tmp_path / "docs" / "Finance" / "faq" / "x.md", tmp_path, known)
+    assert nested == {"id": "x", "department": "finance", "doc_type": "faq"}
+    dashed = path_defaults(tmp_path / "customer-service" / "x.md", tmp_path, known)
+    assert dashed["department"] == "customer_service"
 
 
 def test_sidecar_carries_metadata_for_binary_formats(tmp_path: Path) -> None:

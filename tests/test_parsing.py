@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import codecs
+import re
 from pathlib import Path
 
 import pytest
 
 from index.errors import DocumentError
+from ingest import wordglue
 from ingest.parsing import decode_text, parse, table_text
 from tests.samples import make_blank_pdf, make_docx, make_html, make_pdf
 
@@ -132,3 +135,75 @@ def test_running_page_footers_are_dropped(tmp_path: Path) -> None:
     assert texts.count("Body of page") == 4
     assert texts.count("Step ") == 4
     assert texts.count("Heading ") == 4  # numbered headings at the top of a page stay
+
+
+@pytest.mark.parametrize(
+    ("encoding", "bom"),
+    [
+        ("utf-8", b""),
+        ("utf-8", codecs.BOM_UTF8),
+        ("utf-16-le", codecs.BOM_UTF16_LE),
+        ("utf-16-be", codecs.BOM_UTF16_BE),
+    ],
+)
+def test_utf8_and_utf16_with_a_byte_order_mark_are_read(encoding: str, bom: bytes) -> None:
+    text = "# Congés payés\n\nLeave requests go through PeopleCore — 25 days a year.\n"
+    decoded = decode_text(Path("leave.md"), bom + text.encode(encoding))
+    assert decoded == text
+    blocks = parse(Path("leave.md"), "markdown", decoded)
+    assert blocks[0].text == "Congés payés"
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ("Congés".encode("utf-16-le"), "UTF-16 without a byte-order mark"),
+        ("Congés".encode("utf-32"), "UTF-32 text is not read"),
+        (codecs.BOM_UTF16_LE + b"\x00\xd8", "not valid UTF-16"),  # a lone surrogate
+        ("Congés".encode("cp1252"), "not valid UTF-8 \\(byte 4"),
+    ],
+)
+def test_other_encodings_fail_naming_the_problem(data: bytes, needle: str) -> None:
+    with pytest.raises(DocumentError, match=needle) as caught:
+        decode_text(Path("leave.txt"), data)
+    assert "re-save the file as UTF-8" in caught.value.reason
+    assert caught.value.path == "leave.txt"
+
+
+def test_utf16_html_is_read(tmp_path: Path) -> None:
+    page = tmp_path / "p.html"
+    make_html(page, "Chatbot FAQ", SECTIONS)
+    page.write_bytes(codecs.BOM_UTF16_LE + page.read_text().encode("utf-16-le"))
+    assert "0.85" in _texts(parse(page, "html"))
+
+
+@pytest.mark.parametrize("wrapper", ["<div class='x'>", "<section><div>", "<ul><li>"])
+def test_deeply_nested_html_keeps_its_text(tmp_path: Path, wrapper: str) -> None:
+    closing = "".join(f"</{t}>" for t in reversed(re.findall(r"<(\w+)", wrapper)))
+    page = tmp_path / "deep.html"
+    page.write_text(
+        "<html><head><title>Deep</title></head><body><h1>Gateway FAQ</h1>"
+        + wrapper * 5000
+        + "<p>The gateway keeps prompts for 90 days.</p>"
+        + closing * 5000
+        + "<p>Ask the IT service desk for exceptions.</p></body></html>",
+        encoding="utf-8",
+    )
+    texts = _texts(parse(page, "html"))
+    assert "The gateway keeps prompts for 90 days." in texts
+    assert "Ask the IT service desk for exceptions." in texts
+    assert "Gateway FAQ" in texts
+
+
+def test_words_glued_by_the_pdf_text_layer_are_split_again() -> None:
+    texts = [
+        "UNITED STATESSECURITIES AND EXCHANGE COMMISSIONWashington, D.C. 20549",
+        "Shares of the company trade in the United States; the securities are listed.",
+        "DocuSift, PowerPoint and ClauseWise stay whole. So does NOTEBOOK.",
+    ]
+    vocab = wordglue.vocabulary(texts)
+    assert [wordglue.repair(t, vocab) for t in texts] == [
+        "UNITED STATES SECURITIES AND EXCHANGE COMMISSION Washington, D.C. 20549",
+        texts[1],
+        texts[2],
+    ]

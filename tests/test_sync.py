@@ -255,3 +255,27 @@ def test_missing_folder_is_a_clear_error(ingester: Ingester, tmp_path: Path) -> 
 
     with pytest.raises(InvalidRequestError, match="not a folder"):
         ingester.sync(tmp_path / "nope")
+
+
+@pytest.mark.parametrize("name", ["coe/vanishing.md", "coe/vanishing.pdf"])
+def test_a_file_removed_mid_run_is_that_files_failure(
+    tmp_path: Path, ingester: Ingester, store: ChromaStore, name: str
+) -> None:
+    root = _tree(tmp_path)
+    doc = root / name
+    if doc.suffix == ".md":
+        write(doc, markdown("vanishing", "# Vanishing\n\nHere when hashed, gone when read."))
+    else:
+        make_pdf(doc, [[SECTIONS[0]]])
+        write(doc.with_name(doc.name + ".meta.yaml"), "doc_type: faq\nowner: A\n")
+
+    def remove_it(done: int, total: int, rel: str) -> None:
+        if rel == name:  # hashed already; about to be parsed
+            doc.unlink()
+
+    report = ingester.sync(root, progress=remove_it)
+    assert [f.path for f in report.failed] == [name]
+    assert report.failed[0].reason == "cannot read: No such file or directory"
+    assert len(report.added) == 5  # the rest of the batch went in
+    assert store.document("vanishing") is None
+    assert_consistent(store)

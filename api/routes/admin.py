@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ServicesDep
-from api.uploads import MAX_FILES, IncomingFile, Uploader, corpus_root, exclusive
+from api.uploads import MAX_FILES, IncomingFile, corpus_root, exclusive
 from ingest.parsing import FORMATS
 from ingest.sync import IngestReport
 
@@ -34,6 +34,13 @@ class ReportFailure(BaseModel):
     reason: str
 
 
+class IngestWarningOut(BaseModel):
+    path: str
+    doc_id: str
+    defaulted: dict[str, str] = Field(description="Required fields given neutral values.")
+    reason: str
+
+
 class IngestReportOut(BaseModel):
     """What a sync did: the fields of `kb ingest --json`."""
 
@@ -46,6 +53,11 @@ class IngestReportOut(BaseModel):
         None,
         description="Only when some chunks just written cannot be found by dense search "
         "(chroma-core/chroma#7758): their ids; run `kb store check --repair`.",
+    )
+    warnings: list[IngestWarningOut] | None = Field(
+        None,
+        description="Only when some documents were ingested with neutral values for "
+        "doc_type, department or owner (nothing declared them): declare them.",
     )
 
 
@@ -83,15 +95,11 @@ async def upload_documents(
     """Upload documents (admin role): checked, saved in the corpus folder, ingested. All or
     nothing: if a file is refused or fails to ingest, nothing is saved or changed, and the
     error names the file and what to do."""
-    settings = services.settings
-    uploader = Uploader(
-        services.ingester, services.store, settings.corpus_dir, settings.upload_max_bytes
-    )
     incoming = [IncomingFile(f.filename or "", f.file, f.size) for f in files]
 
     def run() -> dict[str, Any]:
         with exclusive(services.ingest_lock):
-            result = uploader.upload(
+            result = services.uploader.upload(
                 incoming, metadata=metadata, file_metadata=file_metadata, replace=replace
             )
         services.metrics.observe_ingest(result.report)
@@ -109,7 +117,7 @@ async def sync_corpus(services: ServicesDep, caller: AdminDep) -> dict[str, Any]
 
     def run() -> IngestReport:
         with exclusive(services.ingest_lock):
-            return services.ingester.sync(corpus_root(services.settings.corpus_dir))
+            return services.ingester.sync(corpus_root(services.corpus_dir))
 
     report = await run_in_threadpool(run)
     services.metrics.observe_ingest(report)
