@@ -12,12 +12,23 @@
    asker (`Principal.of(*principal_groups)`); document-level hit@k and MRR for the answerable
    ones, per question type; for every question, forbidden documents among the hits (leaks, must
    be 0); the best dense score of the unanswerable ones.
-3. A synthetic store of 100,000 chunks (random unit vectors, Zipf-distributed pseudo-words,
+3. The look-alike set (evals/datasets/lookalike, built by scripts/build_lookalike.py): 12
+   quarterly reports with the same cover page and headings, differing only in organisation,
+   period and figures; each question (naming the organisation and period) retrieved top-10 as
+   an administrator in each mode. Document-level hit@5 (any expected document among the
+   documents of the top-5 hits) and all@5 (every expected document among them), beside the
+   plain LlamaIndex baseline on the same PDFs.
+4. A synthetic store of 100,000 chunks (random unit vectors, Zipf-distributed pseudo-words,
    metadata built by the product's own record functions): write time, keyword index build time
    and memory, and hybrid query latency with no filter, a department filter, and a one-group
    principal.
 
-Both stores are filled first with torch on all cores, as `kb ingest` runs; the queries then
+`--only lookalike` (repeatable) runs the named sections alone; `--chunk-context on` embeds and
+keyword-indexes each chunk with its context line (ingest.chunking.ChunkingOptions.context_line,
+index.keyword.KeywordIndex's context_line; both off by default), `embedding` or `keyword` in
+one of them, to measure what it does.
+
+The stores are filled first with torch on all cores, as `kb ingest` runs; the queries then
 use the embedder `kb serve` builds (torch on KB_SERVE_THREADS threads, process-wide), and the
 retrievers `api/assembly.py` builds from the settings. Latencies are wall times of single
 queries on a possibly shared two-core machine: the load average at each phase is kept with the
@@ -44,7 +55,13 @@ from typing import Any, cast
 
 import numpy as np
 
-from api.assembly import build_embedder, build_ingester, build_retriever, build_store
+from api.assembly import (
+    build_embedder,
+    build_store,
+    chunking_options,
+    metadata_options,
+    retrieval_options,
+)
 from api.settings import Settings
 from evals.answers import PageRef, parse_reference
 from evals.benchkit import (
@@ -83,9 +100,11 @@ from index.records import (
     chunk_to_chroma,
 )
 from index.store import ChromaStore
-from ingest.sync import IngestReport
+from ingest.sync import Ingester, IngestReport
 
 CORPUS = REPO / "corpus"
+LOOKALIKE = REPO / "evals" / "datasets" / "lookalike"
+SECTIONS = ("contoso", "golden", "lookalike", "synthetic")
 DEFAULT_OUT = REPO / "data" / "bench" / "retrieval.json"
 GOLDEN_TODAY = "2026-11-28"  # the golden set's stale labels hold as of this day
 K = 10
@@ -192,8 +211,38 @@ def settings_for(data_dir: Path) -> Settings:
     return Settings(data_dir=data_dir, _env_file=None)
 
 
+@dataclass(frozen=True)
+class Variant:
+    """What the benchmark varies beyond the settings: the chunk context line in what is
+    embedded, and in what is keyword-indexed."""
+
+    embed_context: bool = False
+    keyword_context: bool = False
+
+    @classmethod
+    def named(cls, name: str) -> Variant:
+        """`--chunk-context`: off, on (both), embedding or keyword (one of them)."""
+        both = name == "on"
+        return cls(both or name == "embedding", both or name == "keyword")
+
+    def ingester(self, settings: Settings, store: ChromaStore, embedder: Embedder) -> Ingester:
+        """api.assembly.build_ingester, with the variant's chunking."""
+        chunking = dataclasses.replace(chunking_options(settings), context_line=self.embed_context)
+        return Ingester(store, embedder, chunking=chunking, metadata=metadata_options(settings))
+
+    def retriever(self, settings: Settings, store: Any, embedder: Any) -> HybridRetriever:
+        """api.assembly.build_retriever, with the variant's keyword index."""
+        keyword = KeywordIndex(
+            store, settings.keyword_index_path, Tokenizer(), context_line=self.keyword_context
+        )
+        return HybridRetriever(store, embedder, keyword, retrieval_options(settings))
+
+
 def product_retrievers(
-    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
+    settings: Settings,
+    store: ChromaStore,
+    embedder: SentenceTransformerEmbedder,
+    variant: Variant,
 ) -> Retrievers:
     """Built the way the app builds them, one per mode, warmed."""
     by_mode: dict[Mode, HybridRetriever] = {}
@@ -201,7 +250,8 @@ def product_retrievers(
     for mode in MODES:
         mode_settings = settings.model_copy(update={"retrieval_mode": mode})
         watches[mode] = Stopwatch()
-        by_mode[mode] = build_retriever(mode_settings, *timed_parts(store, embedder, watches[mode]))
+        parts = timed_parts(store, embedder, watches[mode])
+        by_mode[mode] = variant.retriever(mode_settings, *parts)
         by_mode[mode].warm()
         watches[mode].spans.clear()
         watches[mode].calls.clear()
@@ -353,11 +403,13 @@ def ingest_summary(report: IngestReport, store: ChromaStore, seconds: float) -> 
     }
 
 
-def ingest(settings: Settings, embedder: SentenceTransformerEmbedder, root: Path) -> Ingested:
+def ingest(
+    settings: Settings, embedder: SentenceTransformerEmbedder, root: Path, variant: Variant
+) -> Ingested:
     store = build_store(settings)
     with clock() as elapsed:
-        report = build_ingester(settings, store, embedder).sync(root)
-    return Ingested(settings, store, ingest_summary(report, store, elapsed().wall))
+        report = variant.ingester(settings, store, embedder).sync(root)
+    return Ingested(settings, store, ingest_summary(report, store, elapsed().wall), variant)
 
 
 def dontknow_scores(retrievers: Retrievers, questions: Sequence[str]) -> list[float | None]:
@@ -384,6 +436,7 @@ class Ingested:
     settings: Settings
     store: ChromaStore
     summary: dict[str, Any]
+    variant: Variant
 
 
 def run_contoso(
@@ -391,7 +444,7 @@ def run_contoso(
 ) -> dict[str, Any]:
     questions, dontknows = load_contoso(CONTOSO / "qa")
     settings, store = ingested.settings, ingested.store
-    retrievers = product_retrievers(settings, store, embedder)
+    retrievers = product_retrievers(settings, store, embedder, ingested.variant)
     phase("contoso: retrieval, the three modes interleaved", loads)
     runs = retrievers.retrieve_all([(q.question, ADMIN) for q in questions])
     modes = {mode: contoso_mode(retrievers, mode, questions, runs[mode]) for mode in MODES}
@@ -516,7 +569,7 @@ def run_golden(
 ) -> dict[str, Any]:
     questions = load_golden()
     store = ingested.store
-    retrievers = product_retrievers(ingested.settings, store, embedder)
+    retrievers = product_retrievers(ingested.settings, store, embedder, ingested.variant)
     phase("golden: retrieval, the three modes interleaved", loads)
     runs = retrievers.retrieve_all(
         [(q.question, Principal.of(*q.principal_groups)) for q in questions]
@@ -538,6 +591,95 @@ def run_golden(
         "modes": modes,
         "refusal_material": material,
         "acl_drops": ACL_DROPS.take(store),
+    }
+
+
+# -- look-alike set ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LookalikeQuestion:
+    id: str
+    question: str
+    expected_docs: tuple[str, ...]  # document ids = file stems
+
+
+def load_lookalike(folder: Path = LOOKALIKE) -> list[LookalikeQuestion]:
+    return [
+        LookalikeQuestion(row["id"], row["question"], tuple(row["expected_docs"]))
+        for row in read_jsonl(folder / "questions.jsonl")
+    ]
+
+
+def document_hits(
+    found: Sequence[Sequence[str]], questions: Sequence[LookalikeQuestion]
+) -> dict[str, Any]:
+    """found[i]: the document ids of question i's top-5 hits, in order. hit@5: any expected
+    document among them; all@5: every expected document among them."""
+    anys = [
+        bool(set(q.expected_docs) & set(docs)) for q, docs in zip(questions, found, strict=True)
+    ]
+    alls = [set(q.expected_docs) <= set(docs) for q, docs in zip(questions, found, strict=True)]
+    several = [a for q, a in zip(questions, alls, strict=True) if len(q.expected_docs) > 1]
+    n = len(questions)
+    return {
+        "n": n,
+        "doc_hit@5": round(sum(anys) / n, 3) if n else None,
+        "doc_all@5": round(sum(alls) / n, 3) if n else None,
+        "several_expected": len(several),
+        "several_all@5": round(sum(several) / len(several), 3) if several else None,
+        "missed_at_5": [
+            {"id": q.id, "expected": list(q.expected_docs), "top5": list(docs)}
+            for q, docs, ok in zip(questions, found, alls, strict=True)
+            if not ok
+        ],
+    }
+
+
+def run_lookalike(
+    ingested: Ingested, embedder: SentenceTransformerEmbedder, loads: dict[str, float]
+) -> dict[str, Any]:
+    questions = load_lookalike()
+    retrievers = product_retrievers(ingested.settings, ingested.store, embedder, ingested.variant)
+    phase("lookalike: retrieval, the three modes interleaved", loads)
+    runs = retrievers.retrieve_all([(q.question, ADMIN) for q in questions])
+    modes = {}
+    for mode in MODES:
+        found = [[h.doc_id for h in r.hits[:5]] for r in runs[mode]]
+        modes[mode] = {
+            **document_hits(found, questions),
+            "latency": latency_ms([r.seconds for r in runs[mode]]),
+        }
+    titles = {h.doc_id: h.title for r in runs["dense"] for h in r.hits}
+    return {
+        "questions": len(questions),
+        "context_line": dataclasses.asdict(ingested.variant),
+        "ingest": {k: v for k, v in ingested.summary.items() if k != "chunks_per_file"},
+        "modes": modes,
+        "titles": dict(sorted(titles.items())),
+        "acl_drops": ACL_DROPS.take(ingested.store),
+    }
+
+
+def run_llama_lookalike(baseline: LlamaBaseline) -> dict[str, Any]:
+    retriever = baseline.index.as_retriever(similarity_top_k=K)
+    retriever.retrieve("warm up the model")
+    questions = load_lookalike()
+    found: list[list[str]] = []
+    seconds: list[float] = []
+    for q in questions:
+        start = time.perf_counter()
+        nodes = retriever.retrieve(q.question)
+        seconds.append(time.perf_counter() - start)
+        names = [str(n.node.metadata.get("file_name", "")) for n in nodes[:5]]
+        found.append([PurePosixPath(name).stem for name in names])
+    return {
+        "pipeline": "pypdf pages, SentenceSplitter(512, 20), HuggingFaceEmbedding (same MiniLM), "
+        "ChromaVectorStore, top-10 vector retrieval (file name and page embedded with each node)",
+        "nodes": len(baseline.nodes),
+        "build_seconds": round(baseline.total.wall, 1),
+        **document_hits(found, questions),
+        "latency": latency_ms(seconds),
     }
 
 
@@ -924,6 +1066,25 @@ def golden_lines(golden: dict[str, Any]) -> list[str]:
     return [*lines, "", *format_table(type_columns, type_rows)]
 
 
+LOOKALIKE_COLUMNS = ("doc_hit@5", "doc_all@5", "several_all@5")
+
+
+def lookalike_lines(lookalike: dict[str, Any], llama: dict[str, Any]) -> list[str]:
+    on = [k.split("_")[0] for k, v in lookalike["context_line"].items() if v]
+    context = "+".join(on) or "off"
+    title = f"lookalike ({lookalike['questions']} q, context {context})"
+    columns = [Column(title, 34, "<"), *(Column(c, 15) for c in LOOKALIKE_COLUMNS)]
+    columns.append(Column("p50 ms", 9))
+    rows = [
+        [f"ours {mode}", *(row[c] for c in LOOKALIKE_COLUMNS), row["latency"]["p50_ms"]]
+        for mode, row in lookalike["modes"].items()
+    ]
+    if llama:
+        cells = [llama[c] for c in LOOKALIKE_COLUMNS]
+        rows.append(["plain llamaindex", *cells, llama["latency"]["p50_ms"]])
+    return format_table(columns, rows)
+
+
 def synthetic_lines(synthetic: dict[str, Any]) -> list[str]:
     build, write = synthetic["keyword_build"], synthetic["write"]
     columns = [Column(f"synthetic {write['chunks']} chunks", 26, "<"), Column("n", 5)]
@@ -980,6 +1141,11 @@ def print_report(result: dict[str, Any]) -> None:
         lines += ["", *golden_lines(result["golden"])]
         lines += refusal_lines("golden", result["golden"]["refusal_material"])
         lines += stage_lines("golden", result["golden"]["modes"])
+    if result.get("lookalike"):
+        lines += [
+            "",
+            *lookalike_lines(result["lookalike"], result.get("llamaindex_lookalike") or {}),
+        ]
     if result.get("synthetic"):
         lines += ["", *synthetic_lines(result["synthetic"])]
     drops = {
@@ -998,11 +1164,26 @@ def print_report(result: dict[str, Any]) -> None:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evals.bench_retrieval", description=__doc__)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="JSON results file")
+    parser.add_argument(
+        "--out", type=Path, default=None, help=f"JSON results file (default: {DEFAULT_OUT.name})"
+    )
     parser.add_argument("--skip-synthetic", action="store_true", help="skip the 100k store")
     parser.add_argument("--skip-llamaindex", action="store_true", help="skip the baseline")
     parser.add_argument(
         "--synthetic-chunks", type=int, default=100_000, help="size of the synthetic store"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=SECTIONS,
+        help="run only this section (repeatable; default: all)",
+    )
+    parser.add_argument(
+        "--chunk-context",
+        choices=("off", "on", "embedding", "keyword"),
+        default="off",
+        help="the chunk context line in what is embedded and keyword-indexed: neither (the "
+        "product's default), both, or one (default: off)",
     )
     return parser.parse_args(argv)
 
@@ -1020,40 +1201,74 @@ def torch_threads() -> int:
     return int(torch.get_num_threads())
 
 
+def selected(args: argparse.Namespace) -> tuple[str, ...]:
+    """The sections to run: --only's, else all (synthetic unless --skip-synthetic)."""
+    if args.only:
+        return tuple(dict.fromkeys(args.only))
+    return tuple(s for s in SECTIONS if not (s == "synthetic" and args.skip_synthetic))
+
+
 def bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Everything is ingested first on all cores, as `kb ingest` runs; then the queries run
     with the embedder `kb serve` builds (torch on KB_SERVE_THREADS threads, process-wide)."""
     loads: dict[str, float] = {}
     logging.getLogger("kb.index").addHandler(ACL_DROPS)
-    copies, root_notes = prepare_roots([CONTOSO / "docs", CORPUS], workdir)
-    if len(copies) != 2:
+    sections = selected(args)
+    variant = Variant.named(args.chunk_context)
+    folders = {"contoso": CONTOSO / "docs", "golden": CORPUS, "lookalike": LOOKALIKE / "docs"}
+    wanted = [name for name in folders if name in sections]
+    copied, root_notes = prepare_roots([folders[name] for name in wanted], workdir)
+    if len(copied) != len(wanted):
         sys.exit(f"missing benchmark folder: {root_notes}")
+    copies = dict(zip(wanted, copied, strict=True))
     settings = settings_for(workdir)
     ingest_embedder = build_embedder(settings)
     model = {"name": ingest_embedder.name, "load_seconds": warmed(ingest_embedder)}
     model["ingest_torch_threads"] = torch_threads()
-    phase("contoso: ingest", loads)
-    contoso = ingest(settings_for(workdir / "contoso"), ingest_embedder, copies[0])
-    phase("golden: ingest corpus", loads)
-    golden = ingest(settings_for(workdir / "golden"), ingest_embedder, copies[1])
-    baseline = None
-    if not args.skip_llamaindex:
-        phase("contoso: plain llamaindex, build", loads)
-        model_path = settings.embedding_model_path or packaged_model_path()
-        baseline = build_llama_baseline(model_path, [copies[0]], workdir / "llama")
+    ingested: dict[str, Ingested] = {}
+    for name, root in copies.items():
+        phase(f"{name}: ingest", loads)
+        ingested[name] = ingest(settings_for(workdir / name), ingest_embedder, root, variant)
+    baselines: dict[str, LlamaBaseline] = {}
+    model_path = settings.embedding_model_path or packaged_model_path()
+    for name in ("contoso", "lookalike"):
+        if name in copies and not args.skip_llamaindex:
+            phase(f"{name}: plain llamaindex, build", loads)
+            baselines[name] = build_llama_baseline(
+                model_path, [copies[name]], workdir / f"llama-{name}"
+            )
     embedder = build_embedder(settings, threads=settings.serve_threads)
     warmed(embedder)
     model["query_torch_threads"] = torch_threads()
-    result: dict[str, Any] = {"roots": root_notes, "model": model}
-    result["contoso"] = run_contoso(contoso, embedder, loads)
-    if baseline is not None:
+    result: dict[str, Any] = {"roots": root_notes, "model": model, "sections": sections}
+    result["chunk_context"] = dataclasses.asdict(variant)
+    if "contoso" in ingested:
+        result["contoso"] = run_contoso(ingested["contoso"], embedder, loads)
+    if "contoso" in baselines:
         phase("contoso: plain llamaindex, queries", loads)
-        result["llamaindex"] = run_llama_contoso(baseline)
-    result["golden"] = run_golden(golden, embedder, loads)
-    if not args.skip_synthetic:
+        result["llamaindex"] = run_llama_contoso(baselines["contoso"])
+    if "golden" in ingested:
+        result["golden"] = run_golden(ingested["golden"], embedder, loads)
+    if "lookalike" in ingested:
+        result["lookalike"] = run_lookalike(ingested["lookalike"], embedder, loads)
+    if "lookalike" in baselines:
+        phase("lookalike: plain llamaindex, queries", loads)
+        result["llamaindex_lookalike"] = run_llama_lookalike(baselines["lookalike"])
+    if "synthetic" in sections:
         result["synthetic"] = run_synthetic(workdir, embedder, args.synthetic_chunks, loads)
     result["load_1min_at_phase_start"] = loads
     return result
+
+
+def out_path(args: argparse.Namespace) -> Path:
+    """--out, else data/bench/retrieval.json for a full run, and a file named by the
+    sections and the context variant for a partial one (so it does not overwrite the full)."""
+    if args.out is not None:
+        return Path(args.out)
+    if not args.only and args.chunk_context == "off":
+        return DEFAULT_OUT
+    name = "-".join(selected(args)) + f"-context-{args.chunk_context}"
+    return DEFAULT_OUT.with_name(f"retrieval-{name}.json")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -1071,9 +1286,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "targets": targets(result),
         **result,
     }
-    write_json(args.out, result)
+    out = out_path(args)
+    write_json(out, result)
     print_report(result)
-    print(f"run took {result['run_seconds']} s; results in {args.out}")
+    print(f"run took {result['run_seconds']} s; results in {out}")
     return 0
 
 

@@ -17,7 +17,7 @@ import shutil
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -64,10 +64,20 @@ class _Built:
 class KeywordIndex:
     """BM25 over every chunk of a store, rebuilt when the store's generation changes."""
 
-    def __init__(self, store: ChromaStore, folder: Path | None, tokenizer: Tokenizer) -> None:
+    def __init__(
+        self,
+        store: ChromaStore,
+        folder: Path | None,
+        tokenizer: Tokenizer,
+        *,
+        context_line: bool = False,
+    ) -> None:
         self._store = store
         self._folder = folder
         self._tokenize = tokenizer
+        # Index each chunk with its `chunk_context` line; off by default (evals/README.md,
+        # "Context in every chunk").
+        self._context = context_line
         self._built: _Built | None = None
         self._lock = threading.Lock()
 
@@ -124,7 +134,8 @@ class KeywordIndex:
 
         ids, texts, metadatas = self._store.all_chunks()
         corpus = [
-            self._tokenize(_indexed_text(t, md)) for t, md in zip(texts, metadatas, strict=True)
+            self._tokenize(_indexed_text(t, md, context=self._context))
+            for t, md in zip(texts, metadatas, strict=True)
         ]
         bm25 = bm25s.BM25()
         if ids:
@@ -144,14 +155,19 @@ class KeywordIndex:
         (tmp / "chunks.json").write_text(
             json.dumps({"ids": built.ids, "metadatas": built.metadatas}), encoding="utf-8"
         )
-        (tmp / "generation").write_text(built.generation, encoding="utf-8")
+        (tmp / "generation").write_text(self._stamp(built.generation), encoding="utf-8")
         shutil.rmtree(self._folder, ignore_errors=True)
         tmp.rename(self._folder)
+
+    def _stamp(self, generation: str) -> str:
+        """What the saved index records: the store generation, and whether it holds context
+        lines (an index saved the other way is rebuilt)."""
+        return f"{generation};context" if self._context else generation
 
     def _load(self, generation: str) -> _Built | None:
         if self._folder is None or not (self._folder / "generation").exists():
             return None
-        if (self._folder / "generation").read_text(encoding="utf-8") != generation:
+        if (self._folder / "generation").read_text(encoding="utf-8") != self._stamp(generation):
             return None
         import bm25s
 
@@ -164,6 +180,26 @@ class KeywordIndex:
         return _Built(generation, data["ids"], data["metadatas"], bm25, OrderedDict())
 
 
-def _indexed_text(text: str, md: dict[str, Any]) -> str:
-    """What BM25 sees of a chunk: its title and section too, like the embedding."""
-    return f"{md.get('title', '')}\n{md.get('section', '')}\n{text}"
+def chunk_context(path: str, department: str, doc_type: str) -> str:
+    """The short line a chunk can be embedded and keyword-indexed with (both off by default:
+    ChunkingOptions.context_line, KeywordIndex's context_line), naming where it comes from:
+    its file name in readable form, department and type
+    (`finance/northbridge-2026-q1.pdf` -> `northbridge 2026 q1 | finance | report`). The
+    stored and cited chunk text stays without it. Built from fields every chunk's metadata
+    holds, so ingest (embedding) and this index (BM25) make the same line."""
+    name = PurePosixPath(path).name
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    readable = " ".join(re.sub(r"[_\-.]+", " ", stem).split()) or name
+    return " | ".join(part for part in (readable, department, doc_type) if part)
+
+
+def _indexed_text(text: str, md: dict[str, Any], *, context: bool) -> str:
+    """What BM25 sees of a chunk: its title and section too, like the embedding, and with
+    `context` its `chunk_context` line."""
+    head = f"{md.get('title', '')}\n{md.get('section', '')}\n{text}"
+    if not context:
+        return head
+    line = chunk_context(
+        str(md.get("path", "")), str(md.get("department", "")), str(md.get("doc_type", ""))
+    )
+    return f"{line}\n{head}"
