@@ -1,12 +1,29 @@
-"""Build the components from settings: the one place that reads `Settings`."""
+"""Build the components from settings.
+
+Settings are read where the product is assembled, and only there: in these builders, in
+`create_app` (api/app.py), which hands routes the `Services` built here, and in the `kb`
+commands (api/cli.py), each of which assembles what it runs. Routes, middleware and the
+components below `api/` take plain values (tests/test_settings.py keeps it so).
+
+A component's defaults live in the component (its options dataclass, or a constant beside
+it); each setting's default reads the one it feeds (api/settings.py), so the service, the CLI
+and a component built with no arguments behave alike (tests/test_settings.py checks it).
+"""
 
 from __future__ import annotations
 
 import logging
 
+from api.deps import Services
+from api.keys import KeyStore
+from api.metrics import Metrics
+from api.ratelimit import RateLimiter
 from api.settings import Settings
+from api.uploads import Uploader
 from assistant.citations import CheckOptions
+from assistant.context import ContextOptions
 from assistant.generators import Generator, GeneratorConfig, make_generator
+from assistant.querylog import QueryLog
 from assistant.service import Assistant, AssistantOptions
 from index.embedding import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from index.environment import use_offline_environment
@@ -14,6 +31,7 @@ from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions
+from ingest.metadata import MetadataOptions
 from ingest.sync import Ingester
 
 
@@ -51,31 +69,45 @@ def build_answer_embedder(settings: Settings, embedder: Embedder) -> Embedder:
     return CachedEmbedder(embedder, settings.embed_cache_entries)
 
 
-def build_ingester(
-    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
-) -> Ingester:
-    options = ChunkingOptions(
+def chunking_options(settings: Settings) -> ChunkingOptions:
+    return ChunkingOptions(
         max_tokens=settings.chunk_max_tokens,
         overlap_tokens=settings.chunk_overlap_tokens,
         min_tokens=settings.chunk_min_tokens,
     )
-    return Ingester(store, embedder, chunking=options)
 
 
-def build_retriever(settings: Settings, store: ChromaStore, embedder: Embedder) -> HybridRetriever:
-    options = RetrievalOptions(
+def build_ingester(
+    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
+) -> Ingester:
+    return Ingester(
+        store, embedder, chunking=chunking_options(settings), metadata=metadata_options(settings)
+    )
+
+
+def metadata_options(settings: Settings) -> MetadataOptions:
+    return MetadataOptions(
+        strict=settings.ingest_strict, departments=frozenset(settings.departments)
+    )
+
+
+def retrieval_options(settings: Settings) -> RetrievalOptions:
+    return RetrievalOptions(
         mode=settings.retrieval_mode,
         dense_weight=settings.dense_weight,
         keyword_weight=settings.keyword_weight,
         rrf_k=settings.rrf_k,
         candidates=settings.retrieval_candidates,
     )
+
+
+def build_retriever(settings: Settings, store: ChromaStore, embedder: Embedder) -> HybridRetriever:
     keyword = KeywordIndex(store, settings.keyword_index_path, Tokenizer())
-    return HybridRetriever(store, embedder, keyword, options)
+    return HybridRetriever(store, embedder, keyword, retrieval_options(settings))
 
 
-def build_generator(settings: Settings, embedder: Embedder, name: str | None = None) -> Generator:
-    config = GeneratorConfig(
+def generator_config(settings: Settings) -> GeneratorConfig:
+    return GeneratorConfig(
         model_path=settings.llm_model_path,
         context_tokens=settings.llm_context_tokens,
         threads=settings.llm_threads,
@@ -88,7 +120,20 @@ def build_generator(settings: Settings, embedder: Embedder, name: str | None = N
         retries=settings.openai_retries,
         context_words=settings.answer_context_words,
     )
-    return make_generator(name or settings.generator, config, embedder)
+
+
+def build_generator(settings: Settings, embedder: Embedder, name: str | None = None) -> Generator:
+    return make_generator(name or settings.generator, generator_config(settings), embedder)
+
+
+def assistant_options(settings: Settings) -> AssistantOptions:
+    return AssistantOptions(
+        k=settings.answer_sources,
+        neighbors=settings.answer_neighbors,
+        refusal_threshold=settings.refusal_threshold,
+        check=CheckOptions(threshold=settings.citation_threshold),
+        context=ContextOptions(documents=settings.answer_documents, words=settings.answer_words),
+    )
 
 
 def build_assistant(
@@ -97,16 +142,35 @@ def build_assistant(
     embedder: Embedder,
     generator: Generator,
 ) -> Assistant:
-    options = AssistantOptions(
-        k=settings.answer_sources,
-        neighbors=settings.answer_neighbors,
-        refusal_threshold=settings.refusal_threshold,
-        check=CheckOptions(threshold=settings.citation_threshold),
-    )
     return Assistant(
         retriever,
         generator,
         embedder,
         today=settings.today_date,
-        options=options,
+        options=assistant_options(settings),
+    )
+
+
+def build_services(settings: Settings, metrics: Metrics) -> Services:
+    """Everything the HTTP service's routes use (the lifespan of api/app.py calls this)."""
+    store = build_store(settings)
+    embedder = build_embedder(settings, threads=settings.serve_threads)
+    cached = build_answer_embedder(settings, embedder)
+    retriever = build_retriever(settings, store, cached)
+    retriever.warm()  # load the model and the keyword index now, not on the first request
+    assistant = build_assistant(settings, retriever, cached, build_generator(settings, cached))
+    ingester = build_ingester(settings, store, embedder)
+    return Services(
+        store=store,
+        retriever=retriever,
+        assistant=assistant,
+        ingester=ingester,
+        uploader=Uploader(ingester, store, settings.corpus_dir, settings.upload_max_bytes),
+        keys=KeyStore(settings.keys_path),
+        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        query_log=QueryLog(settings.query_log_path),
+        metrics=metrics,
+        corpus_dir=settings.corpus_dir,
+        today=settings.today_date,
+        dev_auth=settings.auth == "dev",
     )

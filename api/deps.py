@@ -7,10 +7,12 @@ authenticates the API key, applies the caller's rate limit, and hands the route 
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -19,7 +21,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from api.keys import Caller, KeyStore, Role
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
-from api.settings import Settings
+from api.uploads import Uploader
 from assistant.querylog import Asker, QueryLog
 from assistant.service import Answer, Assistant
 from index.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
@@ -32,15 +34,21 @@ DEV_CALLER = Caller("dev", "local development (KB_AUTH=dev)", Role.ADMIN, ())
 
 @dataclass
 class Services:
-    settings: Settings
+    """Everything routes use, made from settings in the lifespan (api/assembly.py): routes
+    get these objects and plain values, never the settings themselves."""
+
     store: ChromaStore
     retriever: HybridRetriever
     assistant: Assistant
     ingester: Ingester
+    uploader: Uploader
     keys: KeyStore
     limiter: RateLimiter
     query_log: QueryLog
     metrics: Metrics
+    corpus_dir: Path  # what `POST /v1/sync` re-syncs (KB_CORPUS_DIR)
+    today: Callable[[], dt.date]  # for review dates (KB_TODAY, or the real today)
+    dev_auth: bool  # KB_AUTH=dev: no keys, every request acts as an admin
     ingest_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:
@@ -50,6 +58,10 @@ class Services:
         latency_ms = (time.perf_counter() - started) * 1000
         self.query_log.record(answer, asker, route=route, latency_ms=latency_ms)
         self.metrics.observe_answer(answer)
+
+    def close(self) -> None:
+        self.keys.close()
+        self.query_log.close()
 
 
 def get_services(request: Request) -> Services:
@@ -71,7 +83,7 @@ def get_caller(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Caller:
-    if services.settings.auth == "dev":
+    if services.dev_auth:
         caller = DEV_CALLER
         bucket = f"dev:{request.client.host if request.client else '-'}"
     else:

@@ -17,7 +17,6 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem
-from api.settings import Settings
 from api.uploads import MAX_FILES
 
 
@@ -99,13 +98,15 @@ async def _refuse(limit: Limit, scope: Scope, receive: Receive, send: Send) -> N
     await response(scope, receive, send)
 
 
-def install_body_limits(app: FastAPI, settings: Settings) -> None:
+def install_body_limits(app: FastAPI, *, max_request_bytes: int, upload_max_bytes: int) -> None:
+    """`max_request_bytes` for every request but uploads, which may carry `MAX_FILES` files of
+    `upload_max_bytes` (KB_MAX_REQUEST_BYTES and KB_UPLOAD_MAX_BYTES)."""
     upload = Limit(
-        MAX_FILES * settings.upload_max_bytes + settings.max_request_bytes,
+        MAX_FILES * upload_max_bytes + max_request_bytes,
         f"{MAX_FILES} files of KB_UPLOAD_MAX_BYTES",
     )
     app.add_middleware(
         BodySizeLimit,
-        default=Limit(settings.max_request_bytes, "KB_MAX_REQUEST_BYTES"),
+        default=Limit(max_request_bytes, "KB_MAX_REQUEST_BYTES"),
         routes={("POST", "/v1/documents"): upload},
     )

@@ -37,6 +37,13 @@ class RateLimiter:
         self._max_keys = max_keys
 
     @property
+    def tracked_keys(self) -> int:
+        """Keys with a bucket. Past `max_keys`, buckets that have refilled are forgotten
+        (a new one would be the same), never those of keys still over their rate."""
+        with self._lock:
+            return len(self._buckets)
+
+    @property
     def enabled(self) -> bool:
         return self.per_minute > 0
 

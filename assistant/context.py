@@ -38,7 +38,7 @@ class ContextOptions:
     assembly")."""
 
     documents: int = 4  # distinct documents given to the generator
-    words: int = 650  # all sources together
+    words: int = 500  # all sources together
     section_words: int = 320  # largest section brought in whole
     procedure_words: int = 600  # largest procedure (steps, a checklist) brought in whole
     radius: int = 12  # chunks read on each side of a ranked chunk to find its section

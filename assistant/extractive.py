@@ -32,7 +32,7 @@ _NUMBERED = re.compile(r"^\s*\d+[.)]\s+")
 class ExtractiveOptions:
     """Chosen on the golden set's answerable questions (evals/README.md, "Answer shapes")."""
 
-    fact_sentences: int = 3  # sentences of a fact answer
+    fact_sentences: int = 4  # sentences of a fact answer
     min_similarity: float = 0.35  # a sentence less similar to the question is never quoted
     best_source_bonus: float = 0.05  # favours sentences of the source the best one is in
     max_steps: int = 12
@@ -204,6 +204,23 @@ def _longest_list(text: str) -> list[str]:
     return max(runs, key=len)
 
 
+def _cells(line: str) -> list[str] | None:
+    """The cells of a table row ("a | b | c"), or None for a line that is not one."""
+    if " | " not in line:
+        return None
+    cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+    return cells if len(cells) >= 2 and all(cells) else None
+
+
+def _row(header: list[str], cells: list[str]) -> str:
+    """A table row as a sentence: its first cell, then each other column's name and value."""
+    named = [
+        f"{name} {value}" if name else value
+        for name, value in zip([*header[1:], *[""] * len(cells)], cells[1:], strict=False)
+    ]
+    return _closed(f"{cells[0]}: {'; '.join(named)}")
+
+
 def _closed(sentence: str) -> str:
     sentence = sentence.strip().rstrip(";,")
     return sentence if sentence.endswith((".", "!", "?", ":")) else sentence + "."
@@ -214,9 +231,20 @@ def _capital(text: str) -> str:
 
 
 def quotable(text: str) -> list[str]:
-    """Sentences of a passage worth quoting; list items keep a "- " marker."""
+    """Sentences of a passage worth quoting; list items keep a "- " marker, and a table row
+    is read with its header ("Sales rep: Maximum discount without approval 7%.")."""
     out = []
+    header: list[str] | None = None
     for line in text.splitlines():
+        cells = _cells(line)
+        if cells is None:
+            header = None
+        elif header is None:
+            header = cells  # a table's first row names its columns
+            continue
+        else:
+            out.append(_row(header, cells))
+            continue
         item = bool(LIST_MARKER.match(line))
         for sentence in split_line(LIST_MARKER.sub("", line)):
             if len(sentence.split()) < (3 if item else 6):

@@ -84,7 +84,7 @@ class GeneratorConfig:
     api_key: str | None = None
     timeout_s: float = 120.0
     retries: int = 2
-    context_words: int = 300  # words of the sources a prompted model reads (0: all of them)
+    context_words: int = 0  # cut the sources to the words closest to the question (0: no cut)
     refusal_probability: float = 0.25  # local model: refuse at this chance of opening so (0: off)
 
 
@@ -169,7 +169,7 @@ class LlamaCppChat:
         path: Path,
         context_tokens: int,
         threads: int | None,
-        refusal_probability: float = 0.0,
+        refusal_probability: float,
     ) -> None:
         self._path = path
         self._n_ctx = context_tokens

@@ -3,7 +3,9 @@ latency) and the feedback on it, in a small SQLite file under `KB_DATA_DIR`.
 
 It is what governance reads: how often each document is cited (the review queue ranks stale
 documents people actually rely on), which questions the base could not answer (the knowledge-gap
-report), and which answers readers marked wrong or outdated.
+report), and how many answers citing each document readers marked down (the review queue
+again). The reason and comment given with feedback are stored for whoever investigates; no
+report reads them yet.
 """
 
 from __future__ import annotations
@@ -213,10 +215,3 @@ class QueryLog:
         gaps.sort(key=lambda g: g.last_asked, reverse=True)
         gaps.sort(key=lambda g: g.times_asked, reverse=True)  # stable: recent first among ties
         return gaps[:limit]
-
-    def feedback_counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT rating || ':' || COALESCE(reason, '-'), COUNT(*) FROM feedback GROUP BY 1"
-            ).fetchall()
-        return dict(rows)

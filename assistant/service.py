@@ -1,6 +1,7 @@
 """The assistant: retrieve, refuse early when nothing relevant is found, generate, check
-citations, warn about stale sources. Streams tokens, then one final event with the checked
-answer. (Whoever serves the answer records it in the query log: assistant/querylog.py.)"""
+citations, warn about stale sources. Streams the sources found (before generation starts),
+then tokens, then one final event with the checked answer. (Whoever serves the answer records
+it in the query log: assistant/querylog.py.)"""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from assistant.citations import CheckedAnswer, CheckOptions, check_citations, sp
 from assistant.context import ContextOptions, assemble
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
+from assistant.question import canonical, phrased
 from assistant.shapes import Shape, question_shape
 from assistant.sources import Source
 from index.embedding import Embedder
@@ -102,11 +104,19 @@ class Token:
 
 
 @dataclass(frozen=True)
+class Found:
+    """The numbered sources an answer will be grounded on, sent before the first token (as
+    citations with no support measured yet), so a reader sees them at once."""
+
+    sources: list[Citation]
+
+
+@dataclass(frozen=True)
 class Final:
     answer: Answer
 
 
-Event = Token | Final
+Event = Found | Token | Final
 
 
 def source_link(hit: Hit) -> str:
@@ -165,8 +175,10 @@ class Assistant:
             yield Final(self._refuse(base, hits, "no relevant source", top, timings))
             return
         sources = context.sources
+        yield Found([_citation(s, 0.0, None, set()) for s in sources])
         parts: list[str] = []
-        for delta in self._generator.stream(standalone, sources):
+        asked = phrased(standalone, [t for s in sources for t in (s.heading(), s.text)])
+        for delta in self._generator.stream(asked, sources):
             if not parts:
                 timings["first_token"] = _ms(started)
             parts.append(delta)
@@ -200,7 +212,7 @@ class Assistant:
         the retrieved chunks and the numbered sources the generator reads."""
         standalone = self.standalone(question, history)
         hits = self._retriever.retrieve(
-            standalone,
+            canonical(standalone),
             self.options.k,
             today=self._today(),
             filters=filters,

@@ -20,6 +20,10 @@ from index.errors import ConfigurationError
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+# Defaults the KB_EMBED_BATCH_SIZE / KB_EMBED_CACHE_ENTRIES settings read (api/settings.py).
+BATCH_SIZE = 64  # texts per forward pass
+CACHE_ENTRIES = 20_000  # vectors CachedEmbedder remembers (about 1.5 KB each)
+
 
 class Embedder(Protocol):
     """What ingestion and retrieval need from an embedding model."""
@@ -58,7 +62,11 @@ class SentenceTransformerEmbedder:
     """A local sentence-transformers model, loaded on first use and shared by threads."""
 
     def __init__(
-        self, model_path: Path | None = None, *, batch_size: int = 64, threads: int | None = None
+        self,
+        model_path: Path | None = None,
+        *,
+        batch_size: int = BATCH_SIZE,
+        threads: int | None = None,
     ) -> None:
         self._path = model_path
         self._batch_size = batch_size
@@ -137,7 +145,7 @@ class CachedEmbedder:
     remembered vector is the vector.
     """
 
-    def __init__(self, inner: Embedder, max_entries: int = 20_000) -> None:
+    def __init__(self, inner: Embedder, max_entries: int = CACHE_ENTRIES) -> None:
         self._inner = inner
         self._max = max_entries
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()

@@ -38,10 +38,21 @@ from index.errors import StoreError
 from index.records import DocumentRecord
 
 MAX_BATCH = 5000  # Chroma refuses single writes above 5,461 records
+# Defaults of `open`, which the KB_CHROMA_PORT / KB_*_COLLECTION settings read (api/settings.py).
+CHROMA_PORT = 8001  # not Chroma's own 8000: that is `kb serve`'s port
+CHUNKS_COLLECTION = "kb_chunks"
+DOCUMENTS_COLLECTION = "kb_documents"
 COSINE: dict[str, Any] = {"hnsw": {"space": "cosine"}}
 _PAGE = 1000
 
-__all__ = ["GENERATION_KEY", "MAX_BATCH", "ChromaStore"]
+__all__ = [
+    "CHROMA_PORT",
+    "CHUNKS_COLLECTION",
+    "DOCUMENTS_COLLECTION",
+    "GENERATION_KEY",
+    "MAX_BATCH",
+    "ChromaStore",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -97,9 +108,9 @@ class ChromaStore:
         *,
         path: Path | None,
         host: str | None = None,
-        port: int = 8000,
-        chunks_name: str = "kb_chunks",
-        documents_name: str = "kb_documents",
+        port: int = CHROMA_PORT,
+        chunks_name: str = CHUNKS_COLLECTION,
+        documents_name: str = DOCUMENTS_COLLECTION,
     ) -> ChromaStore:
         return cls(_client(path, host, port), chunks_name, documents_name)
 

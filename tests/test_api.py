@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,7 +15,7 @@ from api.assembly import build_embedder, build_ingester, build_store
 from api.keys import KeyStore, Role
 from api.ratelimit import RateLimiter
 from api.settings import Settings
-from assistant.service import Event, Token
+from assistant.service import Answer, Event, Final, Token
 from index.errors import StoreError
 from tests.samples import write_service_base
 
@@ -123,7 +125,11 @@ def test_ask_stream_is_server_sent_events(client: TestClient) -> None:
         raw = "".join(response.iter_text())
     frames = [f for f in raw.split("\n\n") if f]
     assert all(f.startswith("event: ") and "\ndata: " in f for f in frames)
-    assert frames[0].startswith("event: token")
+    assert frames[0].startswith("event: sources")  # before any token
+    found = json.loads(frames[0].split("data: ", 1)[1])["sources"]
+    assert found[0]["doc_id"] == "ask-kestrel"
+    assert [s["n"] for s in found] == list(range(1, len(found) + 1))
+    assert frames[1].startswith("event: token")
     assert frames[-1].startswith("event: final")
     final = json.loads(frames[-1].split("data: ", 1)[1])
     assert final["citations"][0]["doc_id"] == "ask-kestrel"
@@ -219,7 +225,14 @@ def test_health_needs_no_key(client: TestClient) -> None:
     assert TestClient(client.app).get("/v1/health").status_code == 200
 
 
+def _queue_entry(client: TestClient, doc_id: str) -> dict[str, Any]:
+    queue = client.get("/v1/documents/stale", headers=as_("spoke")).json()
+    entry: dict[str, Any] = next(d for q in queue for d in q["documents"] if d["doc_id"] == doc_id)
+    return entry
+
+
 def test_feedback_on_an_answer_feeds_the_review_queue(client: TestClient) -> None:
+    before = _queue_entry(client, "kaig-faq")  # other tests of this module ask about it too
     question = {"question": "How long does the gateway keep prompts?"}
     answer = client.post("/v1/ask", json=question, headers=as_("spoke")).json()
     assert answer["citations"][0]["doc_id"] == "kaig-faq"
@@ -232,10 +245,9 @@ def test_feedback_on_an_answer_feeds_the_review_queue(client: TestClient) -> Non
     bad = client.post("/v1/feedback", json={**body, "reason": "boring"}, headers=as_("spoke"))
     assert bad.status_code == 422
     assert "reason" in bad.text
-    queue = client.get("/v1/documents/stale", headers=as_("spoke")).json()
-    entry = next(d for q in queue for d in q["documents"] if d["doc_id"] == "kaig-faq")
-    assert entry["cited"] >= 1
-    assert entry["thumbs_down"] >= 1
+    after = _queue_entry(client, "kaig-faq")
+    assert after["cited"] == before["cited"] + 1
+    assert after["thumbs_down"] == before["thumbs_down"] + 1
 
 
 def test_refusals_appear_in_the_gap_report(client: TestClient) -> None:
@@ -244,7 +256,7 @@ def test_refusals_appear_in_the_gap_report(client: TestClient) -> None:
         assert client.post("/v1/ask", json={"question": question}).json()["refused"]
     assert client.get("/v1/gaps").status_code == 403  # readers have no gap report
     gaps = client.get("/v1/gaps", headers=as_("spoke")).json()
-    assert any(g["question"] == question and g["times_asked"] >= 2 for g in gaps)
+    assert [g["times_asked"] for g in gaps if g["question"] == question] == [2]
 
 
 def test_metrics_count_requests_by_route_and_answers(client: TestClient) -> None:
@@ -301,3 +313,74 @@ def test_stream_errors_before_and_after_the_response_starts(
     error = json.loads(frames[-1].split("data: ", 1)[1])
     assert error["status"] == 500
     assert "boom" not in error["detail"]  # no internals reach the client
+
+
+@dataclass(frozen=True)
+class Sources:
+    """A kind of event the routes do not know (the assistant may add such kinds)."""
+
+    doc_ids: list[str]
+
+
+STREAMED = "KAIG keeps prompts for 90 days [1]."
+
+
+def _stream_request(route: str) -> dict[str, Any]:
+    question = "How long does the gateway keep prompts?"
+    if route == "/v1/ask/stream":
+        return {"question": question}
+    return {"messages": [{"role": "user", "content": question}], "stream": True}
+
+
+def _frames(text: str) -> list[str]:
+    return [f for f in text.split("\n\n") if f]
+
+
+@pytest.mark.parametrize("route", ["/v1/ask/stream", "/v1/chat/completions"])
+def test_streams_skip_events_they_do_not_know_and_record_the_answer(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    answer = Answer("q", "q", STREAMED, False, [], [], generator="scripted")
+
+    def stream(*args: object, **kwargs: object) -> Iterator[object]:
+        yield Sources(["kaig-faq"])  # before the first token
+        yield Token(STREAMED)
+        yield Sources(["kaig-faq"])
+        yield Final(answer)
+
+    assistant = client.app.state.services.assistant  # type: ignore[attr-defined]
+    monkeypatch.setattr(assistant, "stream", stream)
+    response = client.post(route, json=_stream_request(route))
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-cache"
+    frames = _frames(response.text)
+    if route == "/v1/ask/stream":
+        assert [f.split("\n")[0] for f in frames] == ["event: token", "event: final"]
+    else:
+        assert frames[-1] == "data: [DONE]"
+        chunks = [json.loads(f.removeprefix("data: ")) for f in frames[:-1]]
+        text = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+        assert text == STREAMED
+        assert chunks[-1]["answer_id"] == answer.answer_id
+    # the answer served was recorded in the query log: its receiver may rate it
+    feedback = {"answer_id": answer.answer_id, "rating": "up"}
+    assert client.post("/v1/feedback", json=feedback).status_code == 201
+
+
+@pytest.mark.parametrize("route", ["/v1/ask/stream", "/v1/chat/completions"])
+def test_a_stream_without_a_final_answer_ends_with_an_error(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    def stream(*args: object, **kwargs: object) -> Iterator[Event]:
+        yield Token("The gateway")
+
+    assistant = client.app.state.services.assistant  # type: ignore[attr-defined]
+    monkeypatch.setattr(assistant, "stream", stream)
+    frames = _frames(client.post(route, json=_stream_request(route)).text)
+    if route == "/v1/ask/stream":
+        assert frames[-1].startswith("event: error")
+        error = json.loads(frames[-1].split("data: ", 1)[1])
+        assert error["status"] == 500
+    else:
+        assert "[DONE]" not in frames[-1]
+        assert json.loads(frames[-1].removeprefix("data: "))["error"]["type"] == "server_error"

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from assistant.generators import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages
-from assistant.service import Assistant, AssistantOptions, Final, Token
+from assistant.service import Assistant, AssistantOptions, Final, Found, Token
 from assistant.sources import Source
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
@@ -45,13 +46,9 @@ class ScriptedGenerator:
         return None
 
 
-@pytest.fixture(scope="module")
-def retriever(
-    tmp_path_factory: pytest.TempPathFactory,
-    chroma_client: Any,
-    embedder: SentenceTransformerEmbedder,
-) -> Iterator[HybridRetriever]:
-    root = tmp_path_factory.mktemp("kb")
+def write_assistant_base(root: Path) -> Path:
+    """Three documents: a FAQ past its review date, a current playbook, and a price list only
+    the finance group reads (the slow tier answers over the same ones)."""
     write(
         root / "it" / "kaig-faq.md",
         markdown(
@@ -86,6 +83,16 @@ def retriever(
             last_reviewed="2026-10-01",
         ),
     )
+    return root
+
+
+@pytest.fixture(scope="module")
+def retriever(
+    tmp_path_factory: pytest.TempPathFactory,
+    chroma_client: Any,
+    embedder: SentenceTransformerEmbedder,
+) -> Iterator[HybridRetriever]:
+    root = write_assistant_base(tmp_path_factory.mktemp("kb"))
     store = new_store(chroma_client)
     Ingester(store, embedder).sync(root)
     yield HybridRetriever(store, embedder, KeywordIndex(store, None, Tokenizer()))
@@ -165,10 +172,18 @@ def test_a_restricted_document_never_reaches_the_generator(
 ) -> None:
     question = "What does DocuSift charge per invoice page?"
     outsider = ScriptedGenerator("anything")
-    _assistant(retriever, outsider, embedder).ask(question, principal=Principal.of("sales"))
-    shown = [s.doc_id for sources in outsider.seen for s in sources]
-    assert "docusift-prices" not in shown
-    assert all("0.045" not in prompt for prompt in outsider.prompts)
+    # No refusal threshold, so that the generator is asked whatever retrieval finds: at the
+    # product's threshold this question is refused before any prompt, which proves nothing.
+    always_asks = AssistantOptions(refusal_threshold=0.0)
+    Assistant(retriever, outsider, embedder, today=lambda: TODAY, options=always_asks).ask(
+        question, principal=Principal.of("sales")
+    )
+    (shown,) = outsider.seen  # the generator was asked once ...
+    assert shown  # ... with the sources this caller may read
+    assert "docusift-prices" not in [s.doc_id for s in shown]
+    (prompt,) = outsider.prompts
+    assert "docusift" in prompt.lower()  # the question is there; the price is not
+    assert "0.045" not in prompt
 
     insider = ScriptedGenerator("DocuSift charges GBP 0.045 per invoice page [1].")
     answer = _assistant(retriever, insider, embedder).ask(
@@ -185,7 +200,7 @@ def test_unsupported_sentences_are_removed_and_reported(
         "budget of GBP 4 million [1]."
     )
     answer = _assistant(retriever, generator, embedder).ask(
-        "How do I start an AI project?", principal=Principal()
+        "How do I submit an AI project intake form?", principal=Principal()
     )
     assert answer.unsupported == [
         "The CoE also pays for all pilots from its own budget of GBP 4 million."
@@ -202,11 +217,13 @@ def test_streaming_yields_tokens_then_one_final_answer(
             "How fast does the CoE triage an intake form?", principal=Principal()
         )
     )
-    assert all(isinstance(e, Token) for e in events[:-1])
-    assert len(events) > 3
-    final = events[-1]
+    found, *tokens, final = events
+    assert isinstance(found, Found)  # the sources first, before any token
+    assert found.sources[0].doc_id == "intake"
+    assert all(isinstance(e, Token) for e in tokens)
+    assert len(tokens) > 3
     assert isinstance(final, Final)
-    assert "".join(e.text for e in events[:-1]).strip() == generator.reply
+    assert "".join(e.text for e in tokens if isinstance(e, Token)).strip() == generator.reply
     assert final.answer.citations[0].doc_id == "intake"
 
 

@@ -1,141 +1,150 @@
 """End to end with the real local model (slow tier): llama-cpp on the packaged GGUF, and the
-same model behind llama-cpp's OpenAI-compatible server for the `openai` backend."""
+same model behind llama-cpp's OpenAI-compatible server for the `openai` backend. Store,
+retriever, generator and assistant are assembled from `Settings` by api/assembly.py, as the
+service and the CLI assemble them, so what the settings say is what these tests run."""
 
 from __future__ import annotations
 
-import functools
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
 
-from assistant.generators import GeneratorConfig, LlamaCppChat, OpenAIChat, PromptedGenerator
-from assistant.service import Assistant, AssistantOptions
-from assistant.sources import excerpts, number_sources
-from index.embedding import SentenceTransformerEmbedder
+from api.assembly import (
+    build_answer_embedder,
+    build_assistant,
+    build_generator,
+    build_ingester,
+    build_retriever,
+    build_store,
+)
+from api.settings import Settings
+from assistant.generators import Generator, GeneratorConfig, OpenAIChat
+from assistant.service import Assistant
+from assistant.sources import Source, number_sources
+from index.embedding import Embedder, SentenceTransformerEmbedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
 from tests.conftest import free_port
-from tests.test_assistant import TODAY, retriever  # noqa: F401 - the small knowledge base
+from tests.test_assistant import TODAY, write_assistant_base
 
 pytestmark = pytest.mark.slow
 
 
-class RecordingChat:
-    """The real model, with every prompt it was sent kept for inspection."""
+class Recording:
+    """A generator as the product builds it, with the sources of every answer it was asked
+    for kept: its prompt is the question and those sources."""
 
-    def __init__(self, chat: Any) -> None:
-        self.chat = chat
-        self.prompts: list[str] = []
+    def __init__(self, generator: Generator) -> None:
+        self.generator = generator
+        self.sources: list[list[Source]] = []
 
-    def stream_chat(
-        self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
-    ) -> Iterator[str]:
-        self.prompts.append("\n".join(m["content"] for m in messages))
-        return self.chat.stream_chat(messages, max_tokens, refusal=refusal)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.generator, name)
 
-    def refusal_probability(self, messages: list[dict[str, str]]) -> float:
-        return float(self.chat.refusal_probability(messages))
+    def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        self.sources.append(list(sources))
+        return self.generator.stream(question, sources)
+
+
+@dataclass(frozen=True)
+class Product:
+    """The knowledge base of tests/test_assistant.py, assembled from settings as `kb serve`
+    assembles it (api/assembly.py), with the local model."""
+
+    settings: Settings
+    retriever: HybridRetriever
+    embedder: Embedder
+    generator: Generator
+
+    def assistant(self, generator: Generator | None = None, **settings: Any) -> Assistant:
+        """The assistant with these settings changed (`build_assistant` reads them)."""
+        changed = self.settings.model_copy(update=settings)
+        return build_assistant(changed, self.retriever, self.embedder, generator or self.generator)
 
 
 @pytest.fixture(scope="module")
-def model_path() -> Any:
-    from api.settings import Settings
-
-    path = Settings().llm_model_path
-    if not path.is_file():
-        pytest.fail(f"{path} missing: `make install` assembles it")
-    return path
-
-
-@pytest.fixture(scope="module")
-def local_chat(model_path: Any) -> RecordingChat:
-    """The local model as the product builds it, refusal gate at its default."""
-    from api.settings import Settings
-
-    gate = Settings().llm_refusal_probability
-    return RecordingChat(LlamaCppChat(model_path, 4096, None, refusal_probability=gate))
-
-
-def _assistant(retriever: HybridRetriever, chat: Any, embedder: Any) -> Assistant:  # noqa: F811
-    """As the product builds it: sources cut to their closest 300 words, answers of 256
-    tokens at most."""
-    focus = functools.partial(excerpts, embedder=embedder, max_words=300)
-    generator = PromptedGenerator("local", chat, max_tokens=256, excerpts=focus)
-    return Assistant(
-        retriever, generator, embedder, today=lambda: TODAY, options=AssistantOptions()
+def product(
+    tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder
+) -> Product:
+    settings = Settings(
+        _env_file=None,
+        data_dir=tmp_path_factory.mktemp("data"),
+        generator="local",
+        today=TODAY,
     )
+    if not settings.llm_model_path.is_file():
+        pytest.fail(f"{settings.llm_model_path} missing: `make install` assembles it")
+    root = write_assistant_base(tmp_path_factory.mktemp("kb"))
+    store = build_store(settings)
+    build_ingester(settings, store, embedder).sync(root)
+    answering = build_answer_embedder(settings, embedder)
+    retriever = build_retriever(settings, store, answering)
+    generator = build_generator(settings, answering)
+    assert generator.name == "local"
+    return Product(settings, retriever, answering, generator)
 
 
-def test_a_procedure_is_answered_with_cited_steps(
-    retriever: HybridRetriever,  # noqa: F811
-    local_chat: RecordingChat,
-    embedder: SentenceTransformerEmbedder,
-) -> None:
-    answer = _assistant(retriever, local_chat, embedder).ask(
+def test_a_procedure_is_answered_with_cited_steps(product: Product) -> None:
+    answer = product.assistant().ask(
         "What are the steps to get an AI project started?", principal=Principal()
     )
     assert not answer.refused, answer
     assert "AI-01" in answer.answer
     assert [c.doc_id for c in answer.citations] == ["intake"]
-    assert all(c.support >= 0.55 for c in answer.citations)
+    assert all(c.support >= product.settings.citation_threshold for c in answer.citations)
     assert answer.timings_ms["first_token"] < answer.timings_ms["total"]
 
 
-def test_an_unanswerable_question_is_refused(
-    retriever: HybridRetriever,  # noqa: F811
-    local_chat: RecordingChat,
-    embedder: SentenceTransformerEmbedder,
-) -> None:
-    answer = _assistant(retriever, local_chat, embedder).ask(
+def test_a_question_its_sources_do_not_answer_is_refused_by_the_model(product: Product) -> None:
+    """Past the retrieval gate (threshold 0: the model is asked, with the nearest sources
+    there are), the model itself refuses. At the product's threshold this question never
+    reaches the model (tests/test_assistant.py covers that gate)."""
+    recording = Recording(product.generator)
+    answer = product.assistant(recording, refusal_threshold=0.0).ask(
         "Which vendor supplies the forklifts in the Monterrey warehouse?", principal=Principal()
     )
-    assert answer.refused
+    (sources,) = recording.sources  # the model was asked
+    assert sources
+    assert answer.refused, answer
+    assert answer.refusal_reason == "the model found no answer"
     assert answer.citations == []
 
 
 def test_the_model_weighs_refusing_more_for_a_question_its_sources_do_not_answer(
-    retriever: HybridRetriever,  # noqa: F811
-    local_chat: RecordingChat,
-    embedder: SentenceTransformerEmbedder,
-    model_path: Any,
+    product: Product,
 ) -> None:
     """The gate reads the model's own probability of opening with the refusal: low where the
     sources answer, higher where they are only nearby; and a gate set low enough refuses an
     answerable question in the model's words (the mechanism, not a setting to use)."""
-    from api.settings import Settings
-
-    generator = _assistant(retriever, local_chat, embedder)._generator
-    assert isinstance(generator, PromptedGenerator)
+    measure = getattr(product.generator, "refusal_probability", None)
+    assert measure is not None
 
     def probability(question: str) -> float:
-        hits = retriever.retrieve(question, 5, today=TODAY, principal=Principal())
-        p = generator.refusal_probability(question, number_sources(hits))
+        hits = product.retriever.retrieve(question, 5, today=TODAY, principal=Principal())
+        p = measure(question, number_sources(hits))
         assert p is not None
-        return p
+        return float(p)
 
     answered = probability("Within how many working days does the CoE triage an intake form?")
     nearby = probability("Is there an intake form for hackathon projects in 2027?")
-    gate = Settings().llm_refusal_probability  # the product's calibrated default
+    gate = product.settings.llm_refusal_probability  # the product's calibrated default
     assert answered < gate <= nearby, (answered, nearby)  # measured: 0.012 and 0.70
-    eager = LlamaCppChat(model_path, 4096, None, refusal_probability=answered / 2)
-    answer = _assistant(retriever, eager, embedder).ask(
+    eager = product.settings.model_copy(update={"llm_refusal_probability": answered / 2})
+    answer = product.assistant(build_generator(eager, product.embedder)).ask(
         "Within how many working days does the CoE triage an intake form?", principal=Principal()
     )
     assert answer.refused, answer
     assert answer.refusal_reason == "the model found no answer"
 
 
-def test_a_stale_source_is_warned_about(
-    retriever: HybridRetriever,  # noqa: F811
-    local_chat: RecordingChat,
-    embedder: SentenceTransformerEmbedder,
-) -> None:
-    answer = _assistant(retriever, local_chat, embedder).ask(
+def test_a_stale_source_is_warned_about(product: Product) -> None:
+    answer = product.assistant().ask(
         "How long does KAIG keep prompts and answers?", principal=Principal()
     )
     assert not answer.refused, answer
@@ -145,22 +154,24 @@ def test_a_stale_source_is_warned_about(
     assert "past review date" in answer.answer
 
 
-def test_a_restricted_document_never_reaches_the_prompt(
-    retriever: HybridRetriever,  # noqa: F811
-    local_chat: RecordingChat,
-    embedder: SentenceTransformerEmbedder,
-) -> None:
-    before = len(local_chat.prompts)
-    answer = _assistant(retriever, local_chat, embedder).ask(
+def test_a_restricted_document_never_reaches_the_prompt(product: Product) -> None:
+    """With no refusal threshold the model is asked whatever retrieval finds for this caller
+    (at the product's threshold this question is refused before any prompt, which would prove
+    nothing): the price list only finance reads is not among its sources."""
+    recording = Recording(product.generator)
+    answer = product.assistant(recording, refusal_threshold=0.0).ask(
         "What does DocuSift charge per invoice page?", principal=Principal.of("sales")
     )
-    assert all("0.045" not in p for p in local_chat.prompts[before:])
+    (sources,) = recording.sources  # the model was asked ...
+    assert sources  # ... with the sources this caller may read
+    assert "docusift-prices" not in [s.doc_id for s in sources]
+    assert all("0.045" not in hit.text for source in sources for hit in source.hits)
     assert "0.045" not in answer.answer
     assert all(c.doc_id != "docusift-prices" for c in answer.citations)
 
 
 @pytest.fixture(scope="module")
-def openai_server(model_path: Any) -> Iterator[str]:
+def openai_server(product: Product) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -168,7 +179,7 @@ def openai_server(model_path: Any) -> Iterator[str]:
             "-m",
             "llama_cpp.server",
             "--model",
-            str(model_path),
+            str(product.settings.llm_model_path),
             "--host",
             "127.0.0.1",
             "--port",
@@ -197,12 +208,14 @@ def openai_server(model_path: Any) -> Iterator[str]:
 
 
 def test_the_openai_backend_against_a_real_compatible_server(
-    retriever: HybridRetriever,  # noqa: F811
-    openai_server: str,
-    embedder: SentenceTransformerEmbedder,
+    product: Product, openai_server: str
 ) -> None:
-    chat = OpenAIChat(GeneratorConfig(base_url=openai_server, model="local", timeout_s=300))
-    answer = _assistant(retriever, chat, embedder).ask(
+    settings = product.settings.model_copy(
+        update={"generator": "openai", "openai_base_url": openai_server, "openai_timeout_s": 300}
+    )
+    generator = build_generator(settings, product.embedder)
+    assert generator.name == "openai"
+    answer = product.assistant(generator).ask(
         "Within how many working days does the CoE triage an intake form?", principal=Principal()
     )
     assert not answer.refused, answer

@@ -116,14 +116,16 @@ def test_zero_rate_means_no_limit() -> None:
     assert all(limiter.acquire("k") == 0.0 for _ in range(1000))
 
 
-def test_full_buckets_are_forgotten_when_the_table_is_full() -> None:
+def test_a_full_table_forgets_refilled_buckets_and_keeps_limited_ones() -> None:
     clock = Clock()
     limiter = RateLimiter(per_minute=60, burst=2, clock=clock, max_keys=2)
-    limiter.acquire("a")
-    limiter.acquire("b")
-    clock.now += 10  # both refilled
-    limiter.acquire("c")
-    assert len(limiter._buckets) == 1
+    assert limiter.acquire("idle") == 0.0
+    assert [limiter.acquire("busy") for _ in range(3)][-1] > 0  # busy is over its limit
+    clock.now += 1  # idle has refilled; busy has one request back, not its burst
+    assert limiter.acquire("newcomer") == 0.0
+    assert limiter.tracked_keys == 2  # idle was forgotten to make room
+    assert limiter.acquire("busy") == 0.0
+    assert limiter.acquire("busy") > 0  # busy is still limited: its bucket was not reset
 
 
 def test_keys_are_listed_in_creation_order(keys: KeyStore) -> None:

@@ -249,13 +249,15 @@ def test_an_answer_streams_then_becomes_the_checked_answer_with_sources(
     expect(streaming).to_contain_text("deflected 34% of contacts")  # the first token, unchecked
     expect(exchange.locator(".answer")).to_have_attribute("aria-busy", "true")
     expect(chat.page.locator("#log")).to_have_attribute("aria-live", "polite")
-    expect(exchange.locator(".sources")).to_have_count(0)
+    reading = exchange.locator(".reading")  # the sources, shown before the answer is checked
+    expect(reading.locator("a.source-link").first).to_have_text("Ask Kestrel")
     expect(chat.page.get_by_role("button", name="Stop")).to_be_enabled()
     expect(chat.page.get_by_role("button", name="Ask")).to_be_disabled()
 
     gate.set()
     expect(exchange.locator(".answer")).to_have_attribute("aria-busy", "false")
     expect(streaming).to_have_count(0)  # replaced by the checked answer
+    expect(reading).to_have_count(0)
     expect(exchange.locator(".answer-text")).to_contain_text("deflected 34% of contacts")
     marker = exchange.locator(".answer-text a.marker")
     expect(marker).to_have_text("[1]")
@@ -361,7 +363,16 @@ def test_a_follow_up_sends_the_conversation_and_new_conversation_clears_it(
     assert alone == "Who owns it?"
 
 
+def _thumbs_down(server: Server, doc_id: str) -> int:
+    """The review queue's thumbs-down count of a stale document (dev mode: as an admin)."""
+    queue = httpx.get(f"{server.url}/v1/documents/stale").json()
+    return int(
+        next(d for q in queue for d in q["documents"] if d["doc_id"] == doc_id)["thumbs_down"]
+    )
+
+
 def test_thumbs_down_with_a_reason_is_recorded(chat: ChatPage, dev_server: Server) -> None:
+    before = _thumbs_down(dev_server, "kaig-faq")  # the server's query log is the module's
     exchange = chat.ask(GATEWAY)
     answer_id = exchange.get_attribute("data-answer-id")
     assert answer_id
@@ -376,9 +387,7 @@ def test_thumbs_down_with_a_reason_is_recorded(chat: ChatPage, dev_server: Serve
         "SELECT rating, reason FROM feedback WHERE answer_id = ?", answer_id
     )
     assert stored == [("down", "outdated")]
-    queue = httpx.get(f"{dev_server.url}/v1/documents/stale").json()  # dev mode: an admin
-    entry = next(d for q in queue for d in q["documents"] if d["doc_id"] == "kaig-faq")
-    assert entry["thumbs_down"] >= 1
+    assert _thumbs_down(dev_server, "kaig-faq") == before + 1
 
 
 def test_filters_are_sent_and_restrict_the_sources(chat: ChatPage) -> None:

@@ -29,7 +29,7 @@ class _FakeLlama:
 
 
 def _chat() -> tuple[LlamaCppChat, _FakeLlama]:
-    chat = LlamaCppChat(Path("unused.gguf"), 512, 1)
+    chat = LlamaCppChat(Path("unused.gguf"), 512, 1, 0.0)
     fake = _FakeLlama()
     chat._llm = fake  # loaded: _load() returns it
     return chat, fake
@@ -63,7 +63,7 @@ def test_a_reader_that_stops_early_stops_generation() -> None:
 
 
 def test_a_model_error_reaches_the_reader() -> None:
-    chat = LlamaCppChat(Path("/nonexistent/model.gguf"), 512, 1)
+    chat = LlamaCppChat(Path("/nonexistent/model.gguf"), 512, 1, 0.0)
     with pytest.raises(Exception, match="does not exist"):
         list(chat.stream_chat([{"role": "user", "content": "a"}], 16))
 

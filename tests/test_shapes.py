@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from assistant.extractive import ExtractiveGenerator, steps_of
+from assistant.extractive import ExtractiveGenerator, quotable, steps_of
 from assistant.shapes import Shape, question_shape
 from assistant.sources import Source
 from index.embedding import SentenceTransformerEmbedder
@@ -143,3 +143,18 @@ def test_extractive_compares_with_one_line_per_source(
     assert lines[0].endswith("[1]")
     assert lines[1].startswith("- showcase: ")
     assert lines[1].endswith("[2]")
+
+
+def test_a_table_row_is_quoted_with_its_column_names() -> None:
+    text = (
+        "Discount authority\n"
+        "Role | Maximum discount without approval\n"
+        "Sales rep | 7%\n"
+        "Sales manager | 15%\n"
+        "Anything above that needs an approval reference from the deal desk."
+    )
+    assert quotable(text) == [
+        "Sales rep: Maximum discount without approval 7%.",
+        "Sales manager: Maximum discount without approval 15%.",
+        "Anything above that needs an approval reference from the deal desk.",
+    ]

@@ -1,22 +1,20 @@
 from __future__ import annotations
 
-import itertools
 import json
-import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from dataclasses import asdict
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ServicesDep
 from api.errors import describe
 from api.schemas import AskRequest
-from assistant.service import Answer, Final, Token
+from api.streaming import Shown, stream_answer
+from assistant.service import Answer, Found, Token
 
-log = logging.getLogger("kb.api")
 router = APIRouter(tags=["answers"])
 
 
@@ -44,8 +42,10 @@ async def ask(body: AskRequest, services: ServicesDep, caller: CallerDep) -> Ans
 async def ask_stream(
     body: AskRequest, services: ServicesDep, caller: CallerDep
 ) -> StreamingResponse:
-    """The same answer as Server-Sent Events: `token` events with text as it is generated,
-    then one `final` event with the checked answer, citations and warnings. Retrieval runs
+    """The same answer as Server-Sent Events: one `sources` event with the numbered sources
+    as soon as they are retrieved (citations before any check: `support` 0), `token` events
+    with text as it is generated, then one `final` event with the checked answer, citations
+    and warnings (a refusal sends no `sources`). Retrieval runs
     before the response starts, so its errors get their own status; a failure after that ends
     the stream with one `error` event holding the problem body."""
     started = time.perf_counter()
@@ -55,27 +55,28 @@ async def ask_stream(
         history=[t.to_turn() for t in body.history],
         filters=body.filters.to_filters(),
     )
+    return await stream_answer(
+        events,
+        route="/v1/ask/stream",
+        record=lambda answer: services.record_answer(answer, caller, "ask/stream", started),
+        render=_frames,
+        error_frame=_error_frame,
+    )
 
-    # Retrieve before answering 200, so that a bad filter or an unreachable store is a
-    # problem response rather than a stream cut short.
-    first = await run_in_threadpool(next, events)
 
-    async def frames() -> AsyncIterator[str]:
-        try:
-            async for event in iterate_in_threadpool(itertools.chain([first], events)):
-                if isinstance(event, Token):
-                    yield _frame("token", {"text": event.text})
-                elif isinstance(event, Final):
-                    await run_in_threadpool(
-                        services.record_answer, event.answer, caller, "ask/stream", started
-                    )
-                    yield _frame("final", asdict(event.answer))
-        except Exception as exc:  # the status is sent: say what failed in the stream itself
-            log.exception("stream of /v1/ask/stream failed")
-            status, title, detail = describe(exc)
-            yield _frame("error", {"status": status, "title": title, "detail": detail})
+def _frames(events: Iterator[Shown]) -> Iterator[str]:
+    for event in events:
+        if isinstance(event, Found):
+            yield _frame("sources", {"sources": [asdict(c) for c in event.sources]})
+        elif isinstance(event, Token):
+            yield _frame("token", {"text": event.text})
+        else:
+            yield _frame("final", asdict(event.answer))
 
-    return StreamingResponse(frames(), media_type="text/event-stream")
+
+def _error_frame(exc: Exception) -> str:
+    status, title, detail = describe(exc)
+    return _frame("error", {"status": status, "title": title, "detail": detail})
 
 
 def _frame(event: str, data: object) -> str:

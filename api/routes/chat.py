@@ -3,32 +3,21 @@ base by pointing their base URL at `/v1` and their API key at a KB key."""
 
 from __future__ import annotations
 
-import itertools
 import json
-import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, Services, ServicesDep, get_caller
-from api.keys import Caller
+from api.deps import CallerDep, ServicesDep, get_caller
 from api.openai_errors import OpenAIErrorRoute, stream_error
 from api.openai_format import completion, model_id, prompt_tokens, stream_chunks
-from api.openai_schemas import (
-    ChatCompletion,
-    ChatCompletionChunk,
-    ChatCompletionRequest,
-    ModelCard,
-    ModelList,
-)
-from assistant.service import Event, Final
-from index.errors import KBError, NotFoundError
-
-log = logging.getLogger("kb.api")
+from api.openai_schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from api.streaming import Shown, stream_answer
+from index.errors import NotFoundError
 
 router = APIRouter(tags=["chat (OpenAI-compatible)"], route_class=OpenAIErrorRoute)
 
@@ -73,25 +62,24 @@ async def chat_completions(
         )
         await run_in_threadpool(services.record_answer, answer, caller, "chat", started)
         return completion(answer, model=model, prompt=prompt, base_url=base_url)
-    events = _recorded(
-        services.assistant.stream(
-            question, principal=caller.principal, history=history, filters=filters
-        ),
-        services,
-        caller,
-        started,
+    events = services.assistant.stream(
+        question, principal=caller.principal, history=history, filters=filters
     )
-    # Retrieval runs before the response starts, so that its errors (the store down, a filter
-    # it refuses) get their status code as a non-streamed request's would.
-    first = await run_in_threadpool(lambda: next(events, None))
-    events = itertools.chain([first] if first else [], events)
-    chunks = stream_chunks(
-        events, model=model, prompt=prompt, base_url=base_url, include_usage=body.include_usage()
-    )
-    return StreamingResponse(
-        _frames(chunks),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+
+    def render(shown: Iterator[Shown]) -> Iterator[str]:
+        """`data:` frames as OpenAI sends them, then `data: [DONE]`."""
+        for chunk in stream_chunks(
+            shown, model=model, prompt=prompt, base_url=base_url, include_usage=body.include_usage()
+        ):
+            yield f"data: {chunk.model_dump_json()}\n\n"
+        yield "data: [DONE]\n\n"
+
+    return await stream_answer(
+        events,
+        route="/v1/chat/completions",
+        record=lambda answer: services.record_answer(answer, caller, "chat/stream", started),
+        render=render,
+        error_frame=_error_frame,
     )
 
 
@@ -108,30 +96,7 @@ async def get_model(model: str, services: ServicesDep) -> ModelCard:
     return ModelCard(id=model)
 
 
-def _recorded(
-    events: Iterable[Event], services: Services, caller: Caller, started: float
-) -> Iterator[Event]:
-    """The events, recording the answer in the query log as it is served (as /v1/ask does)."""
-    for event in events:
-        if isinstance(event, Final):
-            services.record_answer(event.answer, caller, "chat/stream", started)
-        yield event
-
-
-async def _frames(chunks: Iterator[ChatCompletionChunk]) -> AsyncIterator[str]:
-    """`data:` frames as OpenAI sends them. An error after the response has started cannot
-    change its status any more, so it goes out as OpenAI's in-stream error object, which its
-    SDKs raise as an `APIError`, instead of a connection that just stops."""
-    try:
-        async for chunk in iterate_in_threadpool(chunks):
-            yield f"data: {chunk.model_dump_json()}\n\n"
-    except Exception as exc:
-        log.log(
-            logging.WARNING if isinstance(exc, KBError) else logging.ERROR,
-            "chat stream failed: %s",
-            exc,
-            exc_info=not isinstance(exc, KBError),
-        )
-        yield f"data: {json.dumps({'error': stream_error(exc)}, ensure_ascii=False)}\n\n"
-        return
-    yield "data: [DONE]\n\n"
+def _error_frame(exc: Exception) -> str:
+    """An error after the response has started goes out as OpenAI's in-stream error object,
+    which its SDKs raise as an `APIError`."""
+    return f"data: {json.dumps({'error': stream_error(exc)}, ensure_ascii=False)}\n\n"

@@ -37,7 +37,7 @@ def _out(record: DocumentRecord, services: ServicesDep) -> DocumentOut:
         path=record.path,
         format=record.format,
         review_date=meta.review_date,
-        stale=meta.is_stale(services.settings.today_date()),
+        stale=meta.is_stale(services.today()),
         chunks=record.chunk_count,
         ingested_at=record.ingested_at,
         supersedes=meta.supersedes,
@@ -69,7 +69,7 @@ def stale_documents(services: ServicesDep, caller: SpokeDep) -> list[OwnerQueue]
     owner, most overdue first."""
     records = readable(services.store.documents(), caller.principal)
     use = services.query_log.document_use(r.doc_id for r in records)
-    return review_queue(records, services.settings.today_date(), use)
+    return review_queue(records, services.today(), use)
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)

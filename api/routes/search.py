@@ -15,7 +15,7 @@ def search(body: SearchRequest, services: ServicesDep, caller: CallerDep) -> Sea
     found = services.retriever.retrieve_with_facets(
         body.query,
         body.k,
-        today=services.settings.today_date(),
+        today=services.today(),
         filters=body.filters.to_filters(),
         principal=caller.principal,
         neighbors=body.neighbors,

@@ -2,7 +2,7 @@
 // conversation for follow-ups, take feedback. Talks to /v1/ask/stream, /v1/feedback and
 // /v1/documents on this origin only.
 import { apiKey, explain, request, serverSentEvents, ServiceError } from "./api.js";
-import { answerNodes, el, feedbackNodes } from "./render.js";
+import { answerNodes, el, feedbackNodes, readingBlock } from "./render.js";
 
 const HISTORY_TURNS = 20; // the most AskRequest.history takes
 const TURN_CHARS = 8000; // the longest turn it takes
@@ -79,7 +79,12 @@ async function ask(question) {
     });
     if (!response.body) throw new Error("The browser could not read the answer stream.");
     for await (const event of serverSentEvents(response.body)) {
-      if (event.type === "token") {
+      if (event.type === "sources") {
+        const readingId = (n) => `a${exchange.index}-reading-${n}`;
+        const reading = readingBlock(JSON.parse(event.data).sources, readingId);
+        if (reading) exchange.answerBox.append(reading);
+        setBusy(true, "Reading the sources…");
+      } else if (event.type === "token") {
         if (!exchange.streaming.textContent) setBusy(true, "Answering…");
         exchange.streaming.append(JSON.parse(event.data).text);
       } else if (event.type === "final") {

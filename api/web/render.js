@@ -111,6 +111,17 @@ function sourceItem(citation, sourceId) {
   return item;
 }
 
+/** The sources an answer is being written from, shown before its first word. */
+export function readingBlock(sources, sourceId) {
+  if (!sources.length) return null;
+  return el(
+    "section",
+    { class: "sources reading", "aria-label": "Reading" },
+    el("h3", {}, "Reading"),
+    el("ol", {}, sources.map((c) => sourceItem(c, sourceId))),
+  );
+}
+
 function sourcesBlock(citations, sourceId) {
   if (!citations.length) return null;
   return el(

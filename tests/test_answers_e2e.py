@@ -1,0 +1,98 @@
+"""The product's own example questions over the shipped corpus/, with the real local model
+(slow tier): a procedure answered with its named steps however it is typed, a comparison that
+cites both documents, prior projects listed, and a superseded value never given as current.
+Assembled from `Settings` by api/assembly.py, as `kb serve` assembles it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from api.assembly import (
+    build_answer_embedder,
+    build_assistant,
+    build_generator,
+    build_ingester,
+    build_retriever,
+    build_store,
+)
+from api.settings import Settings
+from assistant.service import Answer, Assistant
+from index.embedding import SentenceTransformerEmbedder
+from index.filters import Principal
+
+pytestmark = pytest.mark.slow
+
+CORPUS = Path(__file__).parents[1] / "corpus"
+EMPLOYEE = Principal.of("all")
+
+
+@pytest.fixture(scope="module")
+def assistant(
+    tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder
+) -> Assistant:
+    settings = Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("data"), generator="local")
+    if not settings.llm_model_path.is_file():
+        pytest.fail(f"{settings.llm_model_path} missing: `make install` assembles it")
+    store = build_store(settings)
+    report = build_ingester(settings, store, embedder).sync(CORPUS)
+    assert not report.failed, report.failed
+    answering = build_answer_embedder(settings, embedder)
+    generator = build_generator(settings, answering)
+    assert generator.name == "local"
+    return build_assistant(
+        settings, build_retriever(settings, store, answering), answering, generator
+    )
+
+
+def _cited(answer: Answer) -> set[str]:
+    return {c.doc_id for c in answer.citations}
+
+
+def test_the_deployment_procedure_whatever_the_spelling(assistant: Assistant) -> None:
+    spellings = [
+        "How do we deploy document processing?",
+        "how do we deploy document processing",
+        "HOW DO WE DEPLOY DOCUMENT PROCESSING?",
+        "  How do we deploy  document processing ?! ",
+    ]
+    answers = [assistant.ask(q, principal=EMPLOYEE) for q in spellings]
+    first = answers[0]
+    assert not first.refused, first
+    assert "doc-processing-playbook-v2" in _cited(first)
+    assert "doc-processing-playbook-v1" not in _cited(first)
+    steps = [line for line in first.answer.splitlines() if line[:1].isdigit() or line[:1] == "-"]
+    assert len(steps) >= 4, first.answer  # numbered steps, not a paragraph
+    named = ("classif", "sample", "threshold", "review", "shadow", "pilot", "ocr")
+    assert sum(word in first.answer.lower() for word in named) >= 4, first.answer
+    assert [a.answer for a in answers[1:]] == [first.answer] * 3  # same answer, however typed
+
+
+def test_a_comparison_cites_both_documents(assistant: Assistant) -> None:
+    answer = assistant.ask(
+        "What was the first-year cost of the AP invoice matching project versus the Ask "
+        "Kestrel chatbot?",
+        principal=EMPLOYEE,
+    )
+    assert not answer.refused, answer
+    cited = _cited(answer)
+    assert cited & {"ap-invoice-matching-review", "ap-invoice-matching-showcase"}, answer.answer
+    assert "ask-kestrel-lessons" in cited, answer.answer
+
+
+def test_prior_projects_are_listed(assistant: Assistant) -> None:
+    answer = assistant.ask("Has anyone here automated invoice matching?", principal=EMPLOYEE)
+    assert not answer.refused, answer
+    assert "AP Invoice Matching" in answer.answer
+    assert _cited(answer) & {"ap-invoice-matching-review", "ap-invoice-matching-showcase"}
+
+
+def test_a_superseded_value_is_not_given_as_current(assistant: Assistant) -> None:
+    answer = assistant.ask(
+        "How many sample documents per document type do we need? Someone said 300.",
+        principal=EMPLOYEE,
+    )
+    assert not answer.refused, answer
+    assert "500" in answer.answer
+    assert "doc-processing-playbook-v1" not in _cited(answer)
