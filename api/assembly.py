@@ -32,6 +32,7 @@ from index.keyword import KeywordIndex, Tokenizer
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions
 from ingest.metadata import MetadataOptions
+from ingest.sources import mark_data_folder
 from ingest.sync import Ingester
 
 
@@ -47,6 +48,7 @@ def configure_runtime(settings: Settings) -> None:
 
 
 def build_store(settings: Settings) -> ChromaStore:
+    mark_data_folder(settings.data_dir)  # never ingested, even inside an ingested tree
     return ChromaStore.open(
         path=None if settings.chroma_host else settings.chroma_path,
         host=settings.chroma_host,

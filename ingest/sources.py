@@ -27,18 +27,35 @@ class Failure:
         return {"path": self.path, "reason": self.reason}
 
 
+# A data folder (KB_DATA_DIR) holds this file: its store, logs and keys are never documents,
+# even when the data folder sits inside the tree being ingested (`KB_DATA_DIR=./data kb ingest .`).
+DATA_MARKER = ".kb-data"
+
+
 def _hidden(rel: Path) -> bool:
     return any(part.startswith((".", "_")) for part in rel.parts)
 
 
+def mark_data_folder(folder: Path) -> None:
+    """Mark `folder` as a data folder, so that ingesting a tree holding it skips it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    marker = folder / DATA_MARKER
+    if not marker.exists():
+        marker.write_text("The knowledge base's data folder: never ingested as documents.\n")
+
+
 def discover(root: Path) -> tuple[list[SourceFile], list[Failure]]:
     """Documents under `root` in a stable order, and files that cannot be documents.
-    Hidden files and folders (a leading '.' or '_') and defaults files are skipped."""
+    Hidden files and folders (a leading '.' or '_'), defaults files and data folders (marked
+    with DATA_MARKER) are skipped."""
     files: list[SourceFile] = []
     failures: list[Failure] = []
+    data_folders = {marker.parent for marker in root.rglob(DATA_MARKER)}
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         rel = path.relative_to(root)
         if _hidden(rel) or path.name == DEFAULTS_FILE:
+            continue
+        if data_folders and not data_folders.isdisjoint(path.parents):
             continue
         if path.name.endswith(SIDECAR_SUFFIX):
             document = path.with_name(path.name[: -len(SIDECAR_SUFFIX)])

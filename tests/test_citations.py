@@ -59,6 +59,29 @@ def test_split_keeps_markers_with_their_sentence() -> None:
     assert split_cited("Both apply [1, 2].") == [("Both apply.", [1, 2])]
 
 
+def test_a_marker_without_a_full_stop_still_ends_its_sentence(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    # The local model's answer to the deployment question, steps on one line, no stops.
+    answer = (
+        "Step 1: prompts sent to KAIG are kept 30 days [1] Step 2: Ask Kestrel deflects 34% "
+        "of contacts [2] Step 3: Ask Kestrel deflects 71% of contacts [2]"
+    )
+    assert split_cited(answer) == [
+        ("Step 1: prompts sent to KAIG are kept 30 days", [1]),
+        ("Step 2: Ask Kestrel deflects 34% of contacts", [2]),
+        ("Step 3: Ask Kestrel deflects 71% of contacts", [2]),
+    ]
+    checked = check_citations(answer, SOURCES, embedder, OPTIONS)
+    # One made-up number drops its own step, not the whole line; each step is a line.
+    assert [s.text for s in checked.sentences] == [
+        "Step 1: prompts sent to KAIG are kept 30 days",
+        "Step 2: Ask Kestrel deflects 34% of contacts",
+    ]
+    assert [s.line for s in checked.sentences] == [0, 1]
+    assert split_cited("See [1] and [2] for details.") == [("See and for details.", [1, 2])]
+
+
 def test_correct_citations_are_kept_with_the_supporting_page(
     embedder: SentenceTransformerEmbedder,
 ) -> None:

@@ -78,6 +78,19 @@ def test_ingest_json_report_then_search_and_docs(tmp_path: Path, tree: Path) -> 
     assert "coe/notes.rtf" in human.stderr
 
 
+def test_the_data_folder_inside_the_ingested_tree_is_never_ingested(tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    write(root / "intake.md", markdown("intake", "# Intake\n\nSubmit the AI-01 form."))
+    data = root / "data"  # KB_DATA_DIR=./data kb ingest .
+    first = kb(data, "ingest", str(root), "--json")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert [e["doc_id"] for e in json.loads(first.stdout)["added"]] == ["intake"]
+    assert (data / "chroma").is_dir()  # the store, its log and keys now sit inside the tree
+    kb(data, "ask", "How do I submit an intake?", "--generator", "extractive")
+    again = json.loads(kb(data, "ingest", str(root), "--json").stdout)
+    assert (again["failed"], again["added"], len(again["unchanged"])) == ([], [], 1)
+
+
 def test_bad_parameters_get_a_clear_error(tmp_path: Path) -> None:
     result = kb(tmp_path, "search", "x", "--type", "memo")
     assert result.returncode == 2
