@@ -116,7 +116,8 @@ class PromptedGenerator:
 
     def messages(self, question: str, sources: Sequence[Source]) -> list[dict[str, str]]:
         texts = self._excerpts(question, sources) if self._excerpts else None
-        return build_messages(question, sources, texts, instruction(shape_of(question, sources)))
+        told = instruction(shape_of(question, sources), question)
+        return build_messages(question, sources, texts, told)
 
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
         text = "".join(self._model.stream_chat(build_rewrite_messages(history, question), 64))
@@ -178,6 +179,8 @@ class LlamaCppChat:
         self._llm: Any = None
         self._refusal_token = 0
         self._lock = threading.Lock()
+        self._formatter: Any = None  # the model's chat template, as llama-cpp applies it
+        self._opening: tuple[int, ...] | None = None  # the prompt opening in the cache
 
     def _load(self) -> Any:
         if self._llm is None:
@@ -198,7 +201,39 @@ class LlamaCppChat:
             )
             opening = self._llm.tokenize(REFUSAL_SENTENCE.encode(), add_bos=False, special=False)
             self._refusal_token = int(opening[0])
+            self._formatter = _chat_formatter(self._llm)
         return self._llm
+
+    def _prime(self, llm: Any, messages: list[dict[str, str]]) -> None:
+        """Make the answer to a prompt the same whatever was asked before. llama.cpp's
+        results depend a little on how a prompt is cut into batches, and it reuses whatever
+        the previous prompt shared with this one, so the same question could be read from a
+        different position and answered differently. Every prompt is therefore read in two
+        parts: its opening (everything before the last message's text: the rules and the
+        worked example, the same for every grounded answer), evaluated on its own from
+        position 0 once and then reused, and the rest, always evaluated from the end of the
+        opening."""
+        if self._formatter is None:
+            return
+        tokens = self._tokens(llm, messages)
+        blank = [*messages[:-1], {"role": messages[-1]["role"], "content": ""}]
+        k = _common_prefix(tokens, self._tokens(llm, blank))
+        if k == 0 or k >= len(tokens):
+            llm.reset()  # read whole, from position 0
+            self._opening = None
+            return
+        opening = tuple(tokens[:k])
+        if self._opening == opening and llm.n_tokens >= k:
+            llm.n_tokens = k  # what followed the opening is evaluated again, from there
+            return
+        llm.reset()
+        llm.eval(list(opening))
+        self._opening = opening
+
+    def _tokens(self, llm: Any, messages: list[dict[str, str]]) -> list[int]:
+        formatted = self._formatter(messages=messages)
+        text = formatted.prompt.encode("utf-8")
+        return list(llm.tokenize(text, add_bos=not formatted.added_special, special=True))
 
     def stream_chat(
         self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
@@ -235,6 +270,7 @@ class LlamaCppChat:
         try:
             with self._lock:
                 llm = self._load()
+                self._prime(llm, messages)
                 gated = refusal and self._refusal_probability > 0  # not for rewrites
                 gate = RefusalGate(self._refusal_token, self._refusal_probability)
                 for part in llm.create_chat_completion(
@@ -258,6 +294,7 @@ class LlamaCppChat:
         """The probability of the refusal's opening token as the answer's first token."""
         with self._lock:
             llm = self._load()
+            self._prime(llm, messages)
             gate = RefusalGate(self._refusal_token, 0.0)
             llm.create_chat_completion(
                 messages=messages,
@@ -267,6 +304,32 @@ class LlamaCppChat:
             )
         assert gate.probability is not None
         return gate.probability
+
+
+def _chat_formatter(llm: Any) -> Any:
+    """The formatter llama-cpp builds from the model's own chat template (None when the
+    model has none: prompts are then read whole, without reuse)."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    template = llm.metadata.get("tokenizer.chat_template")
+    if llm.chat_format != "chat_template.default" or not template:
+        return None
+    eos, bos = llm.token_eos(), llm.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=llm._model.token_get_text(eos) if eos != -1 else "",
+        bos_token=llm._model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class OpenAIChat:

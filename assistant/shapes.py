@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
+from assistant.question import canonical
 from assistant.sources import Source
 
 PROJECT_TYPES = frozenset({"lessons_learned", "showcase", "vendor_evaluation"})
@@ -52,7 +53,9 @@ def shape_of(question: str, sources: Sequence[Source]) -> Shape:
 
 
 def question_shape(question: str, doc_types: Sequence[str]) -> Shape:
-    """shape_of() for the document types of the sources."""
+    """shape_of() for the document types of the sources; "  HOW do we ...?!" is "How do we
+    ...?"."""
+    question = canonical(question)
     if _PROJECTS.search(question) and PROJECT_TYPES.intersection(doc_types):
         return Shape.PROJECTS
     if _COMPARISON.search(question):
@@ -69,12 +72,40 @@ INSTRUCTIONS = {
     Shape.COMPARISON: "Answer with one line per thing compared or per source, saying what each "
     "states, each line ending with its source number. If the sources disagree, say so and "
     "name both.",
-    Shape.PROJECTS: "Answer with one line per project: its name, department, vendor, outcome "
-    "and year as the source heading gives them, then its main lesson, each line ending with "
-    "its source number.",
+    Shape.PROJECTS: "Answer with one line per project, written like: Project name "
+    "(department, vendor, outcome, year): what it learned. [n]",
     Shape.FACT: "Answer in one or two sentences.",
 }
 
 
-def instruction(shape: Shape) -> str:
+# "A versus B", "A vs. B", "A compared with B"; the things compared follow the last "of" or
+# "for" of a question's lead ("what was the first-year cost of A versus B").
+_VERSUS = re.compile(r"^(.+?)\s+(?:versus|vs\.?|compared (?:to|with)|against)\s+(.+?)$", re.I)
+_LEAD = re.compile(r"^(?:what|how|which|who|when|where)\b.*\b(?:of|for)\s+", re.I)
+_ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.I)
+
+
+def compared(question: str) -> list[str]:
+    """The two things an "A versus B" question compares, or none for other wordings (which
+    are not parsed: "how do A and B compare" says too little about where A starts)."""
+    text = canonical(question).rstrip("?").strip()
+    text = text.rsplit(":", 1)[-1].strip()
+    versus = _VERSUS.match(text)
+    if not versus:
+        return []
+    first, second = _LEAD.sub("", versus.group(1)), versus.group(2)
+    items = [_ARTICLE.sub("", item.strip(" ,.")) for item in (first, second)]
+    return items if all(2 <= len(item) <= 80 for item in items) else []
+
+
+def instruction(shape: Shape, question: str = "") -> str:
+    """What the prompt asks for; a comparison names the things compared, so that a small
+    model gives each its line instead of describing the first source only."""
+    items = compared(question) if shape is Shape.COMPARISON else []
+    if items:
+        return (
+            "Answer with one line for each of: " + "; ".join(items) + ". Each line says what "
+            "its source states about it and ends with that source number. If the sources "
+            "disagree, say so and name both."
+        )
     return INSTRUCTIONS[shape]

@@ -54,7 +54,23 @@ class Source:
         pages = sorted({h.page for h in self.hits if h.page})
         if pages:
             parts.append("page " + ", ".join(str(p) for p in pages))
-        facts = [
+        parts.extend(self._facts())
+        if hit.status == "superseded":
+            parts.append("SUPERSEDED: out of date, not for current facts")
+        elif hit.supersedes:
+            parts.append("current version, replaces " + ", ".join(hit.supersedes))
+        if self.stale:
+            parts.append(f"PAST REVIEW DATE ({self.review_date})")
+        return "; ".join(parts)
+
+    def about(self) -> str:
+        """What the heading states about the document itself (its title and project
+        metadata): facts an answer may cite, as a line the checker reads with the text."""
+        return "; ".join([self.hits[0].title, *self._facts()])
+
+    def _facts(self) -> list[str]:
+        hit = self.hits[0]
+        return [
             f"{name}: {value}"
             for name, value in (
                 ("project", hit.project),
@@ -65,14 +81,6 @@ class Source:
             )
             if value
         ]
-        parts.extend(facts)
-        if hit.status == "superseded":
-            parts.append("SUPERSEDED: out of date, not for current facts")
-        elif hit.supersedes:
-            parts.append("current version, replaces " + ", ".join(hit.supersedes))
-        if self.stale:
-            parts.append(f"PAST REVIEW DATE ({self.review_date})")
-        return "; ".join(parts)
 
 
 def number_sources(hits: list[Hit], limit: int | None = None) -> list[Source]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from assistant.citations import CheckOptions, check_citations, split_cited
@@ -80,6 +82,39 @@ def test_a_marker_without_a_full_stop_still_ends_its_sentence(
     ]
     assert [s.line for s in checked.sentences] == [0, 1]
     assert split_cited("See [1] and [2] for details.") == [("See and for details.", [1, 2])]
+
+
+def test_a_sentence_citing_two_sources_may_draw_on_both(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    answer = (
+        "Prompts sent to KAIG are kept for 30 days, while Ask Kestrel deflects 34% of customer "
+        "contacts. [1] [2]"
+    )
+    checked = check_citations(answer, SOURCES, embedder, OPTIONS)
+    assert [(s.text, s.sources) for s in checked.sentences] == [
+        (answer.removesuffix(" [1] [2]"), [1, 2])
+    ]
+    assert 0.55 <= checked.sentences[0].support <= 1.0
+    made_up = answer.replace("34%", "71%")  # a number neither source has
+    assert check_citations(made_up, SOURCES, embedder, OPTIONS).sentences == []
+
+
+def test_a_projects_metadata_in_the_heading_supports_a_sentence(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    hit = replace(
+        _hit("ap-review", "Touchless matching rose from 38% to 81% in the first year."),
+        title="AP Invoice Matching: lessons learned",
+        department="finance",
+        project="AP Invoice Matching",
+        vendor="DocuSift",
+        outcome="success",
+        year=2025,
+    )
+    line = "AP Invoice Matching (finance, DocuSift, success, 2025) [1]"
+    checked = check_citations(line, [Source(1, (hit,))], embedder, OPTIONS)
+    assert [s.sources for s in checked.sentences] == [[1]], checked.dropped
 
 
 def test_correct_citations_are_kept_with_the_supporting_page(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from assistant.extractive import ExtractiveGenerator, quotable, steps_of
-from assistant.shapes import Shape, question_shape
+from assistant.shapes import INSTRUCTIONS, Shape, compared, instruction, question_shape
 from assistant.sources import Source
 from index.embedding import SentenceTransformerEmbedder
 from tests.test_context import BOOK, _chunks
@@ -17,6 +17,7 @@ from tests.test_context import BOOK, _chunks
     [
         ("How do we deploy document processing?", ["playbook"], Shape.PROCEDURE),
         ("how do we deploy document processing", ["playbook"], Shape.PROCEDURE),
+        ("  HOW DO WE DEPLOY  document processing ?! ", ["playbook"], Shape.PROCEDURE),
         ("Walk me through the review steps", ["playbook"], Shape.PROCEDURE),
         ("Has anyone tried using AI to screen CVs?", ["lessons_learned"], Shape.PROJECTS),
         ("did anyone build a chatbot for customers already", ["showcase"], Shape.PROJECTS),
@@ -158,3 +159,23 @@ def test_a_table_row_is_quoted_with_its_column_names() -> None:
         "Sales manager: Maximum discount without approval 15%.",
         "Anything above that needs an approval reference from the deal desk.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("question", "items"),
+    [
+        (
+            "What was the first-year cost of the AP invoice matching project versus the Ask "
+            "Kestrel chatbot?",
+            ["AP invoice matching project", "Ask Kestrel chatbot"],
+        ),
+        ("payback: AP invoice matching vs ClauseCheck?", ["AP invoice matching", "ClauseCheck"]),
+        ("How do the build costs of HR Assistant and Deal Notes compare?", []),
+        ("What changed between version 1 and version 2?", []),
+    ],
+)
+def test_a_versus_question_names_what_it_compares(question: str, items: list[str]) -> None:
+    assert compared(question) == items
+    told = instruction(Shape.COMPARISON, question)
+    assert all(item in told for item in items)
+    assert told == INSTRUCTIONS[Shape.COMPARISON] or items
