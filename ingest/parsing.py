@@ -1,9 +1,10 @@
-"""Files to structured text blocks, with unstructured.
+"""Files to structured text blocks: PDFs with PDFium (ingest/pdftext.py, ingest/pdflayout.py),
+every other format with unstructured.
 
 Every supported format becomes a list of `Block`s (heading, paragraph, list item, table) with
 the heading depth and, for PDFs, the page. A file that yields no text is an error, never an
-empty document: unstructured returns zero elements without complaint when a PDF dependency is
-missing or a PDF is a scanned image.
+empty document: a scanned PDF has no text layer, and unstructured returns zero elements without
+complaint when one of its dependencies is missing.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ import codecs
 import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
 from index.errors import DocumentError
 from ingest import wordglue
+from ingest.blocks import Block
+from ingest.furniture import furniture_key, running_lines
 from ingest.htmltree import MAX_DEPTH, shallow_html
+from ingest.pdflayout import pdf_blocks
+from ingest.pdftext import PdfReadError, read_pages
 
 FORMATS: dict[str, str] = {
     ".md": "markdown",
@@ -31,18 +36,8 @@ FORMATS: dict[str, str] = {
     ".pdf": "pdf",
 }
 TEXT_FORMATS = {"markdown", "text"}
-_DIGITS = re.compile(r"\d+")
-_FURNITURE_MAX_CHARS = 120
 _SKIPPED = {"PageBreak", "PageNumber", "Image"}
 log = logging.getLogger("kb.ingest")
-
-
-@dataclass(frozen=True)
-class Block:
-    text: str
-    kind: str  # "heading" | "text" | "list" | "table"
-    depth: int = 0
-    page: int | None = None
 
 
 def format_of(path: Path) -> str | None:
@@ -100,26 +95,33 @@ def parse(path: Path, fmt: str, body: str | None = None) -> list[Block]:
     Markdown and plain text."""
     try:
         if fmt not in TEXT_FORMATS:
-            path.open("rb").close()  # unstructured returns nothing for a missing PDF
-        elements = _partition(path, fmt, body)
+            path.open("rb").close()  # a missing file is a read error, whatever the parser says
+        if fmt == "pdf":
+            blocks = _pdf_blocks(path)
+        else:
+            blocks = elements_to_blocks(_partition(path, fmt, body))
     except DocumentError:
         raise
     except OSError as exc:
         raise DocumentError(path, f"cannot read: {exc.strerror or exc}") from exc
     except Exception as exc:
         raise DocumentError(path, f"cannot parse as {fmt}: {type(exc).__name__}: {exc}") from exc
-    blocks = _to_blocks(elements)
-    if fmt == "pdf":
-        vocab = wordglue.vocabulary(b.text for b in blocks)
-        blocks = [replace(b, text=wordglue.repair(b.text, vocab)) for b in blocks]
     if not any(b.text.strip() for b in blocks):
-        hint = (
-            " (a scanned PDF without a text layer, or a PDF component missing: run make install)"
-            if fmt == "pdf"
-            else ""
-        )
+        hint = " (a scanned PDF without a text layer: run OCR on it first)" if fmt == "pdf" else ""
         raise DocumentError(path, f"parsed to no text{hint}; nothing to index")
     return blocks
+
+
+def _pdf_blocks(path: Path) -> list[Block]:
+    """PDFium's lines read into blocks (ingest/pdftext.py, ingest/pdflayout.py), with words the
+    text layer glued together split again (ingest/wordglue.py)."""
+    try:
+        pages = read_pages(path)
+    except PdfReadError as exc:
+        raise DocumentError(path, f"cannot parse as pdf: {exc}") from exc
+    blocks = pdf_blocks(pages)
+    vocab = wordglue.vocabulary(b.text for b in blocks)
+    return [replace(b, text=wordglue.repair(b.text, vocab)) for b in blocks]
 
 
 def _partition(path: Path, fmt: str, body: str | None) -> list[Any]:
@@ -137,10 +139,6 @@ def _partition(path: Path, fmt: str, body: str | None) -> list[Any]:
         from unstructured.partition.docx import partition_docx
 
         return list(partition_docx(filename=str(path), languages=["eng"]))
-    if fmt == "pdf":
-        from unstructured.partition.pdf import partition_pdf
-
-        return list(partition_pdf(filename=str(path), strategy="fast", languages=["eng"]))
     raise DocumentError(path, f"unsupported format '{fmt}'")
 
 
@@ -167,7 +165,9 @@ def _partition_html(path: Path) -> list[Any]:
     return list(partition_text(text=content, languages=["eng"]))
 
 
-def _to_blocks(elements: list[Any]) -> list[Block]:
+def elements_to_blocks(elements: list[Any]) -> list[Block]:
+    """unstructured's elements as blocks, without page furniture (evals/bench_pdf.py also reads
+    PDFs this way, as the product did before issue 12)."""
     running = _running_headers(elements)
     blocks: list[Block] = []
     for el in elements:
@@ -176,7 +176,7 @@ def _to_blocks(elements: list[Any]) -> list[Block]:
         page = getattr(el.metadata, "page_number", None)
         if category in _SKIPPED or not text:
             continue
-        if page is not None and _furniture_key(text) in running:
+        if page is not None and furniture_key(text) in running:
             continue
         if category == "Title":
             depth = el.metadata.category_depth or 0
@@ -191,33 +191,14 @@ def _to_blocks(elements: list[Any]) -> list[Block]:
     return blocks
 
 
-def _furniture_key(text: str) -> str:
-    return _DIGITS.sub("#", text.strip().lower())
-
-
-def _could_be_furniture(text: str) -> bool:
-    """An exact repeat, or a numbered line with enough words to be a running title
-    ("Acme handbook - page 3"), not a numbered heading ("Chapter 3")."""
-    return not _DIGITS.search(text) or len(re.findall(r"[A-Za-z]{2,}", text)) >= 3
-
-
 def _running_headers(elements: list[Any]) -> set[str]:
-    """Short first or last lines of a page that repeat on several pages, numbers aside
-    ("Acme - page 3/11"): page furniture, not content."""
     by_page: dict[int, list[str]] = defaultdict(list)
     for el in elements:
         page = getattr(el.metadata, "page_number", None)
         text = (el.text or "").strip()
         if page is not None and text:
             by_page[page].append(text)
-    pages: dict[str, set[int]] = defaultdict(set)
-    for page, texts in by_page.items():
-        for text in {texts[0], texts[-1]}:
-            if len(text) <= _FURNITURE_MAX_CHARS and _could_be_furniture(text):
-                pages[_furniture_key(text)].add(page)
-    all_pages = {p for seen in pages.values() for p in seen}
-    needed = max(2, len(all_pages) // 2)
-    return {key for key, seen in pages.items() if len(seen) >= needed}
+    return running_lines(by_page)
 
 
 class _TableText(HTMLParser):
