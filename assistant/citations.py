@@ -184,7 +184,14 @@ def check_citations(
         valid = [n for n in claimed if n in by_number]
         good = [n for n in valid if scores[by_number[n]] >= options.threshold]
         best = _best(scores, options.tie_margin)
-        joint = matrix.joint(row, [by_number[n] for n in valid], options)
+        cited = [by_number[n] for n in valid]
+        joint = matrix.joint(row, cited, options)
+        others = [j for j in range(len(sources)) if j not in cited]
+        if cited and others and not (good or joint) and scores[best] < options.threshold:
+            # A line drawing on two sources often carries one marker: try the closest other.
+            other = max(others, key=lambda j: float(matrix.semantic[row, j]))
+            joint = matrix.joint(row, [*cited, other], options)
+            moved += bool(joint)
         if good:
             chosen = good
         elif joint:

@@ -66,8 +66,11 @@ def assemble(
         for doc, group in documents.items()
     }
     if procedure:
-        spans = _procedure_first(spans)
-    chosen = _share_budget(spans, options.words)
+        for doc in list(spans)[:2]:  # steps near a ranked chunk, though none of them ranked
+            near = _procedures_near(documents[doc], windows, options)
+            spans[doc].extend(span for span in near if span not in spans[doc])
+    steps = _procedure_first(spans) if procedure else None
+    chosen = _share_budget(spans, options.words, steps)
     sources: list[Source] = []
     for doc, group in documents.items():
         if chosen[doc]:
@@ -163,27 +166,52 @@ def _step_lines(text: str) -> float:
     )
 
 
-def _procedure_first(spans: dict[str, list[list[Hit]]]) -> dict[str, list[list[Hit]]]:
-    """The spans with the first procedure of the two best documents moved to the front (of
-    its document, and its document to the front of the turns)."""
-    best = max(
+def _procedures_near(
+    group: Sequence[Hit], windows: dict[str, list[Hit]], options: ContextOptions
+) -> list[list[Hit]]:
+    """Procedures (runs of chunks under one top-level heading, with steps, within the
+    procedure budget) in the surroundings of a document's ranked chunks: "how do we deploy
+    X" ranks a playbook's introduction above its "Steps" section."""
+    found: list[list[Hit]] = []
+    for hit in group:
+        chunks = sorted(windows.get(hit.chunk_id) or [hit], key=lambda h: h.chunk_index)
+        runs: list[list[Hit]] = []
+        for chunk in chunks:
+            if runs and _path(runs[-1][-1].section)[:1] == _path(chunk.section)[:1]:
+                runs[-1].append(chunk)
+            else:
+                runs.append([chunk])
+        for run in runs:
+            text = _text(run)
+            if _is_procedure(text) and _words(text) <= options.procedure_words and run not in found:
+                found.append(run)
+    return found
+
+
+def _procedure_first(spans: dict[str, list[list[Hit]]]) -> list[Hit] | None:
+    """The first procedure among the spans of the two best documents, moved to the front of
+    its document's spans (the documents keep their order: the best-ranked one always comes);
+    None when neither has one."""
+    doc, found = max(
         ((doc, span) for doc in list(spans)[:2] for span in spans[doc]),
         key=lambda item: _step_lines(_text(item[1])),
     )
-    doc, found = best
     if not _is_procedure(_text(found)):
-        return spans
-    rest = {d: s for d, s in spans.items() if d != doc}
-    return {doc: [found, *(s for s in spans[doc] if s is not found)], **rest}
+        return None
+    spans[doc] = [found, *(s for s in spans[doc] if s is not found)]
+    return found
 
 
 def _text(run: list[Hit]) -> str:
     return join_chunks([h.text for h in run])
 
 
-def _share_budget(spans: dict[str, list[list[Hit]]], words: int) -> dict[str, list[Hit]]:
+def _share_budget(
+    spans: dict[str, list[list[Hit]]], words: int, procedure: list[Hit] | None = None
+) -> dict[str, list[Hit]]:
     """Documents take turns, best first: each one's best span, then each one's next. A span
-    that does not fit what is left is skipped; the first document's first span always comes."""
+    that does not fit what is left is skipped; the first document's first span always comes,
+    and so does the `procedure` (all its steps, even past the budget)."""
     chosen: dict[str, dict[str, Hit]] = {doc: {} for doc in spans}
     spent = 0
     rounds = max(len(s) for s in spans.values())
@@ -193,7 +221,7 @@ def _share_budget(spans: dict[str, list[list[Hit]]], words: int) -> dict[str, li
                 continue
             new = [h for h in options[turn] if h.chunk_id not in chosen[doc]]
             cost = _words(join_chunks([h.text for h in new]))
-            if new and (spent + cost <= words or spent == 0):
+            if new and (spent + cost <= words or spent == 0 or options[turn] is procedure):
                 chosen[doc].update((h.chunk_id, h) for h in new)
                 spent += cost
     return {doc: list(hits.values()) for doc, hits in chosen.items()}

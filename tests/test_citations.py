@@ -96,6 +96,10 @@ def test_a_sentence_citing_two_sources_may_draw_on_both(
         (answer.removesuffix(" [1] [2]"), [1, 2])
     ]
     assert 0.55 <= checked.sentences[0].support <= 1.0
+    one_marker = answer.replace("[1] [2]", "[1]")  # the model cited only one of the two
+    assert [
+        s.sources for s in check_citations(one_marker, SOURCES, embedder, OPTIONS).sentences
+    ] == [[1, 2]]
     made_up = answer.replace("34%", "71%")  # a number neither source has
     assert check_citations(made_up, SOURCES, embedder, OPTIONS).sentences == []
 

@@ -122,3 +122,22 @@ def test_sources_are_numbered_by_rank_and_keep_best_first_passages() -> None:
     first, second = sources[1].hits
     assert "Touchless" in (first.context or "")  # its best-ranked passage first
     assert "Before you start" in (second.context or "")
+
+
+def test_the_best_document_stays_when_the_second_holds_the_procedure() -> None:
+    # The second document's procedure comes whole, but never at the cost of the best one.
+    hits = _ranked(FAQ[0], BOOK[3])
+    sources = assemble(hits, _surroundings, ContextOptions(words=30), procedure=True)
+    assert [s.doc_id for s in sources] == ["faq", "playbook"]
+    assert "500 per type" in sources[0].text
+    assert "Step 1" in sources[1].text
+    assert "Step 4: shadow mode" in sources[1].text
+
+
+def test_a_procedure_near_the_ranked_introduction_is_read() -> None:
+    # "How do we deploy ...?" ranks the introduction; the steps a few chunks on come whole.
+    plain = assemble(_ranked(BOOK[0]), _surroundings, ContextOptions())
+    steps = assemble(_ranked(BOOK[0]), _surroundings, ContextOptions(), procedure=True)
+    assert "Step 1" not in plain[0].text
+    assert "Step 1" in steps[0].text
+    assert "Step 4: shadow mode" in steps[0].text

@@ -95,6 +95,23 @@ def test_extractive_answers_a_procedure_with_numbered_cited_steps(
     ]
 
 
+def test_a_projects_numbered_list_is_not_taken_for_a_procedure(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    requirements = (
+        "How we deploy document processing with this vendor\n1. Read invoices in English and "
+        "Polish.\n2. Post results into LedgerOne.\n3. Run in the EU region."
+    )
+    sources = [
+        _source(1, "playbook", "Deploying document processing starts with the document types."),
+        _source(2, "vendor", requirements, "vendor_evaluation"),
+    ]
+    answer = "".join(
+        ExtractiveGenerator(embedder).stream("How do we deploy document processing?", sources)
+    )
+    assert not any(line.startswith("1.") for line in answer.splitlines()), answer
+
+
 def test_extractive_lists_each_prior_project_with_its_metadata(
     embedder: SentenceTransformerEmbedder,
 ) -> None:
