@@ -52,8 +52,9 @@ def assemble(
     procedure: bool = False,
 ) -> list[Source]:
     """The numbered sources for ranked `hits` (best first); numbers follow the rank of each
-    document's best hit. For a `procedure` question, the first procedure among the sections
-    of the two best documents comes before anything else, whole."""
+    document's best hit. For a `procedure` question, the procedure with the most steps among
+    the two best documents' sections and their surroundings comes whole, first of its
+    document's spans."""
     documents: dict[str, list[Hit]] = {}
     for hit in hits:
         if hit.doc_id in documents or len(documents) < options.documents:
