@@ -18,7 +18,6 @@ import datetime as dt
 import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -58,6 +57,7 @@ from evals.benchkit import (
     REPO,
     Column,
     configure_runtime,
+    data_folder,
     format_table,
     machine,
     percentiles,
@@ -525,12 +525,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     out = args.out or REPO / "data" / "bench" / f"answers-{args.dataset}.json"
     started = time.perf_counter()
-    if args.data_dir is None:
-        with tempfile.TemporaryDirectory(prefix="kb-answers-") as tmp:
-            bench(args, Path(tmp), out)
-    else:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-        bench(args, args.data_dir.resolve(), out)
+    with data_folder(args.data_dir, "kb-answers-") as folder:
+        bench(args, folder, out)
     print(f"run took {time.perf_counter() - started:.0f} s; results in {out}")
     return 0
 

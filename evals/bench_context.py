@@ -19,7 +19,6 @@ import argparse
 import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,7 +29,7 @@ from api.settings import Settings
 from assistant.generators import PromptedGenerator
 from assistant.service import Assistant
 from evals.bench_answers import GOLDEN_TODAY, prepare, settings_summary, write_atomic
-from evals.benchkit import REPO, Column, configure_runtime, format_table, machine
+from evals.benchkit import REPO, Column, configure_runtime, data_folder, format_table, machine
 from evals.context_metrics import (
     ContextRow,
     by_type,
@@ -219,12 +218,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("KB_TODAY", GOLDEN_TODAY)
     args = parse_args(argv)
     started = time.perf_counter()
-    if args.data_dir is None:
-        with tempfile.TemporaryDirectory(prefix="kb-context-") as tmp:
-            result = bench(args, Path(tmp))
-    else:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-        result = bench(args, args.data_dir.resolve())
+    with data_folder(args.data_dir, "kb-context-") as folder:
+        result = bench(args, folder)
     print(f"run took {time.perf_counter() - started:.0f} s; results in {args.out}")
     return 1 if any(s["problems"] for s in result["sets"].values()) else 0
 

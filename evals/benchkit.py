@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -120,6 +121,18 @@ class TimedProxy:
                 return attr(*args, **kwargs)
 
         return timed
+
+
+@contextmanager
+def data_folder(kept: Path | None, prefix: str) -> Iterator[Path]:
+    """The folder a benchmark ingests into: `kept` (created if needed, reused across runs so
+    unchanged documents are not re-ingested) or a temporary one removed afterwards."""
+    if kept is not None:
+        kept.mkdir(parents=True, exist_ok=True)
+        yield kept.resolve()
+        return
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        yield Path(tmp)
 
 
 def phase(name: str, loads: dict[str, float]) -> None:

@@ -39,7 +39,6 @@ import dataclasses
 import functools
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
@@ -60,6 +59,7 @@ from evals.benchkit import (
     REPO,
     Column,
     configure_runtime,
+    data_folder,
     format_table,
     machine,
     percentiles,
@@ -770,12 +770,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("KB_TODAY", GOLDEN_TODAY)
     args = parse_args(argv)
     started = time.perf_counter()
-    if args.data_dir is None:
-        with tempfile.TemporaryDirectory(prefix="kb-sweep-") as tmp:
-            result = sweep(args, Path(tmp))
-    else:
-        args.data_dir.mkdir(parents=True, exist_ok=True)
-        result = sweep(args, args.data_dir.resolve())
+    with data_folder(args.data_dir, "kb-sweep-") as folder:
+        result = sweep(args, folder)
     result["machine"] = machine()
     result["run_seconds"] = round(time.perf_counter() - started, 1)
     write_json(args.out, result)
