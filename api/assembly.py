@@ -25,7 +25,7 @@ from assistant.context import ContextOptions
 from assistant.generators import Generator, GeneratorConfig, make_generator
 from assistant.querylog import QueryLog
 from assistant.service import Assistant, AssistantOptions
-from index.embedding import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from index.embedding import CachedEmbedder, Embedder, EmbedderConfig, make_embedder
 from index.environment import use_offline_environment
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
@@ -58,12 +58,19 @@ def build_store(settings: Settings) -> ChromaStore:
     )
 
 
-def build_embedder(
-    settings: Settings, *, threads: int | None = None
-) -> SentenceTransformerEmbedder:
-    return SentenceTransformerEmbedder(
-        settings.embedding_model_path, batch_size=settings.embed_batch_size, threads=threads
+def embedder_config(settings: Settings, *, threads: int | None = None) -> EmbedderConfig:
+    return EmbedderConfig(
+        backend=settings.embed_backend,
+        model_path=settings.embedding_model_path,
+        batch_size=settings.embed_batch_size,
+        threads=threads,
+        onnx_dir=settings.embed_onnx_dir,
     )
+
+
+def build_embedder(settings: Settings, *, threads: int | None = None) -> Embedder:
+    """KB_EMBED_BACKEND's embedder; `threads` None uses every core (`kb ingest`)."""
+    return make_embedder(embedder_config(settings, threads=threads))
 
 
 def build_answer_embedder(settings: Settings, embedder: Embedder) -> Embedder:
@@ -79,11 +86,12 @@ def chunking_options(settings: Settings) -> ChunkingOptions:
     )
 
 
-def build_ingester(
-    settings: Settings, store: ChromaStore, embedder: SentenceTransformerEmbedder
-) -> Ingester:
+def build_ingester(settings: Settings, store: ChromaStore, embedder: Embedder) -> Ingester:
     return Ingester(
-        store, embedder, chunking=chunking_options(settings), metadata=metadata_options(settings)
+        store,
+        embedder,
+        chunking=chunking_options(settings),
+        metadata=metadata_options(settings),
     )
 
 

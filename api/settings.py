@@ -21,7 +21,7 @@ from assistant.citations import CheckOptions
 from assistant.context import ContextOptions
 from assistant.generators import GeneratorConfig
 from assistant.service import AssistantOptions
-from index.embedding import BATCH_SIZE, CACHE_ENTRIES
+from index.embedding import BATCH_SIZE, CACHE_ENTRIES, EMBEDDERS, EmbedderConfig
 from index.hybrid import RetrievalOptions
 from index.records import SLUG
 from index.store import CHROMA_PORT, CHUNKS_COLLECTION, DOCUMENTS_COLLECTION
@@ -99,6 +99,18 @@ class Settings(BaseSettings):
         ge=0,
         description="Texts whose vectors answering remembers (about 1.5 KB each): sentences "
         "ranked and checked again, repeated questions. 0 turns the cache off.",
+    )
+    embed_backend: str = Field(
+        EmbedderConfig.backend,
+        description="Embedding backend: `torch` (sentence-transformers), `onnx` (ONNX Runtime: "
+        "the same vectors, exported once into `KB_EMBED_ONNX_DIR`) or `onnx-int8` (quantized: "
+        "faster, vectors close but not equal, so switching to or from it re-embeds the store); "
+        'measured in evals/README.md, "Embedding backends".',
+    )
+    embed_onnx_dir: Path = Field(
+        EmbedderConfig.onnx_dir,
+        description="Folder of the embedding model's ONNX exports, one per model fingerprint "
+        "(`make install` makes the packaged model's; any other is made on first use).",
     )
     retrieval_mode: Literal["hybrid", "dense", "keyword"] = Field(
         RetrievalOptions.mode,
@@ -217,8 +229,8 @@ class Settings(BaseSettings):
         1,
         ge=1,
         le=64,
-        description="CPU threads torch uses in `kb serve` (1 keeps query latency steady when "
-        "requests run side by side; `kb ingest` uses all cores).",
+        description="CPU threads the embedding model uses in `kb serve` (1 keeps query latency "
+        "steady when requests run side by side; `kb ingest` uses all cores).",
     )
     today: dt.date | None = Field(
         None,
@@ -260,6 +272,15 @@ class Settings(BaseSettings):
             if bad:
                 raise ValueError(f"not department slugs: {', '.join(bad)}")
             return names
+        return value
+
+    @field_validator("embed_backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if value not in EMBEDDERS:
+            raise ValueError(
+                f"KB_EMBED_BACKEND must be one of {', '.join(EMBEDDERS)}, not {value!r}"
+            )
         return value
 
     @model_validator(mode="after")

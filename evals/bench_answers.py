@@ -65,7 +65,7 @@ from evals.benchkit import (
     read_jsonl,
 )
 from evals.golden import DATASETS, GoldenQuestion, Part, load_dataset, split_parts
-from index.embedding import SentenceTransformerEmbedder
+from index.embedding import Embedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
 
@@ -397,7 +397,7 @@ def run_generator(
 
 @dataclass
 class Parts:
-    embedder: SentenceTransformerEmbedder
+    embedder: Embedder
     retriever: HybridRetriever
     ingest: dict[str, Any]
 

