@@ -20,15 +20,18 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.uploads import Uploader
+from assistant.audit import AUDIT_FILE, AuditLog
 from assistant.citations import CheckOptions
 from assistant.context import ContextOptions
 from assistant.generators import Generator, GeneratorConfig, make_generator
 from assistant.querylog import QueryLog
 from assistant.service import Assistant, AssistantOptions
+from assistant.signoff import SignOff
 from index.embedding import CachedEmbedder, Embedder, EmbedderConfig, make_embedder
 from index.environment import use_offline_environment
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
+from index.reviews import REVIEWS_FILE, ReviewStore
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions
 from ingest.metadata import MetadataOptions
@@ -92,6 +95,7 @@ def build_ingester(settings: Settings, store: ChromaStore, embedder: Embedder) -
         embedder,
         chunking=chunking_options(settings),
         metadata=metadata_options(settings),
+        reviews=build_review_store(settings),
     )
 
 
@@ -170,6 +174,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     retriever.warm()  # load the model and the keyword index now, not on the first request
     assistant = build_assistant(settings, retriever, cached, build_generator(settings, cached))
     ingester = build_ingester(settings, store, embedder)
+    audit = build_audit_log(settings)
     return Services(
         store=store,
         retriever=retriever,
@@ -183,4 +188,21 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         corpus_dir=settings.corpus_dir,
         today=settings.today_date,
         dev_auth=settings.auth == "dev",
+        audit=audit,
+        signoff=build_signoff(settings, store, audit),
     )
+
+
+# -- the review workflow: stored reviews, the audit log, marking documents reviewed ----------
+
+
+def build_review_store(settings: Settings) -> ReviewStore:
+    return ReviewStore(settings.data_dir / REVIEWS_FILE)
+
+
+def build_audit_log(settings: Settings) -> AuditLog:
+    return AuditLog(settings.data_dir / AUDIT_FILE)
+
+
+def build_signoff(settings: Settings, store: ChromaStore, audit: AuditLog) -> SignOff:
+    return SignOff(store, build_review_store(settings), audit, settings.today_date)

@@ -1,8 +1,11 @@
-"""The `kb` command line: ingest, search, ask, list documents, manage API keys, check and
-repair the store, serve."""
+"""The `kb` command line: ingest, search, ask, list documents, review them (mark reviewed,
+the review queue, the audit log), manage API keys, check and repair the store, serve."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import getpass
 import json
 import sys
 import time
@@ -19,19 +22,24 @@ from rich.table import Table
 from api.assembly import (
     build_answer_embedder,
     build_assistant,
+    build_audit_log,
     build_embedder,
     build_generator,
     build_ingester,
     build_retriever,
+    build_signoff,
     build_store,
     configure_runtime,
 )
 from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
 from api.streaming import shown
+from assistant.audit import AuditAction, AuditEntry
 from assistant.querylog import Asker, QueryLog
+from assistant.review import QUEUE_CSV_COLUMNS, OwnerQueue, queue_from_log, queue_rows
 from assistant.service import Answer, Found, Token
-from index.errors import KBError
+from assistant.signoff import Reviewer, ReviewResult
+from index.errors import InvalidRequestError, KBError
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.integrity import CheckReport, check
@@ -56,7 +64,15 @@ def _settings() -> Settings:
 
 
 def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _cli_actor() -> str:
+    """Who the audit log names for a command: `cli:<login name>`."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (OSError, KeyError):  # no login name in a bare container
+        return "cli:unknown"
 
 
 @app.command()
@@ -106,6 +122,9 @@ def ingest(
         report = ingester.sync(
             path, progress=progress, defaults=run_defaults, strict=True if strict else None
         )
+    build_audit_log(settings).append(
+        _cli_actor(), AuditAction.INGEST, str(path.resolve()), report.summary()
+    )
     if as_json:
         _print_json(report.to_json())
     else:
@@ -333,6 +352,137 @@ def gaps(
     out.print(table)
 
 
+@app.command()
+def review(
+    doc_id: Annotated[str, typer.Argument(help="The document's id (`kb docs` lists them).")],
+    until: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Due again after this date (in the future). Default: today + the document's "
+            "review interval.",
+        ),
+    ] = None,
+    note: Annotated[str | None, typer.Option(help="What was checked, for the audit log.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Mark a document reviewed: it stops being stale at once, and stays reviewed through
+    re-ingests until its file changes. Recorded in the audit log as cli:<user>."""
+    settings = _settings()
+    store = build_store(settings)
+    signoff = build_signoff(settings, store, build_audit_log(settings))
+    who = _cli_actor()
+    reviewer = Reviewer(who=who, name=who, principal=Principal.of(admin=True))
+    try:
+        result = signoff.mark_reviewed(
+            doc_id, reviewer, until=until.date() if until else None, note=note
+        )
+    except InvalidRequestError as exc:  # name the options this command has
+        option = {"review_date": "--until", "note": "--note"}.get(exc.parameter, exc.parameter)
+        raise InvalidRequestError(option, exc.reason) from None
+    if as_json:
+        _print_json(asdict(result))
+        return
+    _print_review(result)
+
+
+def _print_review(result: ReviewResult) -> None:
+    before = str(result.previous_review_date or "never")
+    out.print(
+        f"{result.doc_id} ({result.title}) reviewed on {result.last_reviewed}: due again after "
+        f"{result.review_date} (was {before}); owner {result.owner}",
+        highlight=False,
+    )
+    if result.note:
+        out.print(f"note: {result.note}", highlight=False)
+
+
+@app.command()
+def stale(
+    csv_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--csv",
+            metavar="FILE",
+            help="Also write the queue as CSV, one row per document (for owners' reminders).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the queue as JSON.")] = False,
+) -> None:
+    """The review queue: documents past their review date, and documents without an owner,
+    by owner, most urgent first (days overdue x (1 + recent citations), plus "outdated"
+    thumbs down)."""
+    settings = _settings()
+    records = build_store(settings).documents()
+    log = QueryLog(settings.query_log_path)
+    queue = queue_from_log(records, settings.today_date(), log)
+    log.close()
+    if csv_file is not None:
+        with csv_file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=QUEUE_CSV_COLUMNS)
+            writer.writeheader()
+            writer.writerows(queue_rows(queue))
+    if as_json:
+        _print_json([asdict(q) for q in queue])
+        return
+    _print_queue(queue)
+    if csv_file is not None:
+        err.print(f"wrote {csv_file}", highlight=False)
+
+
+def _print_queue(queue: list[OwnerQueue]) -> None:
+    if not queue:
+        out.print("the review queue is empty: every document is within its review date")
+        return
+    for owner in queue:
+        out.print(f"[bold]{owner.owner}[/bold] ({len(owner.documents)})", highlight=False)
+        table = Table("urgency", "id", "review by", "overdue", "cited", "down", "path")
+        for d in owner.documents:
+            overdue = f"{d.days_overdue} d" if d.days_overdue else "needs an owner"
+            table.add_row(
+                str(d.urgency),
+                d.doc_id,
+                str(d.review_date or "never"),
+                overdue,
+                str(d.cited),
+                str(d.thumbs_down),
+                d.path,
+            )
+        out.print(table)
+    count = sum(len(q.documents) for q in queue)
+    out.print(f"{count} documents to review, {len(queue)} owners")
+
+
+@app.command()
+def audit(
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], metavar="YYYY-MM-DD", help="Only from this day."),
+    ] = None,
+    action: Annotated[AuditAction | None, typer.Option(help="Only this action.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many entries.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON.")] = False,
+) -> None:
+    """The audit log: reviews, uploads, syncs, ingest runs, key changes; newest first."""
+    entries = build_audit_log(_settings()).read(
+        since=since.date() if since else None, action=action, limit=limit
+    )
+    if as_json:
+        _print_json([e.to_json() for e in entries])
+        return
+    _print_audit(entries)
+
+
+def _print_audit(entries: list[AuditEntry]) -> None:
+    table = Table("when", "who", "action", "target", "details")
+    for e in entries:
+        details = ", ".join(f"{k}={v}" for k, v in e.details.items() if v not in (None, [], ""))
+        table.add_row(e.when, e.who, e.action.value, e.target, details)
+    out.print(table)
+    out.print(f"{len(entries)} entries")
+
+
 keys_app = typer.Typer(help="Manage API keys: create, list, revoke.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 
@@ -349,9 +499,12 @@ def keys_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print the key as JSON.")] = False,
 ) -> None:
     """Create an API key. The key is printed once: only its hash is stored."""
-    store = KeyStore(_settings().keys_path)
+    settings = _settings()
+    store = KeyStore(settings.keys_path)
     key = store.create(name, role, group or [])
     info = next(k for k in store.list() if key.startswith(f"kb_{k.key_id}_"))
+    details = {"name": info.name, "role": info.role.value, "groups": list(info.groups)}
+    build_audit_log(settings).append(_cli_actor(), AuditAction.KEY_CREATE, info.key_id, details)
     if as_json:
         _print_json({"key": key, **_key_json(info)})
         return
@@ -392,7 +545,9 @@ def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="The id `kb keys list` shows.")],
 ) -> None:
     """Revoke an API key: requests with it get 401 from now on."""
-    KeyStore(_settings().keys_path).revoke(key_id)
+    settings = _settings()
+    KeyStore(settings.keys_path).revoke(key_id)
+    build_audit_log(settings).append(_cli_actor(), AuditAction.KEY_REVOKE, key_id)
     err.print(f"key {key_id} revoked", highlight=False)
 
 

@@ -22,8 +22,10 @@ from api.keys import Caller, KeyStore, Role
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.uploads import Uploader
+from assistant.audit import AuditLog
 from assistant.querylog import Asker, QueryLog
 from assistant.service import Answer, Assistant
+from assistant.signoff import SignOff
 from index.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
 from index.hybrid import HybridRetriever
 from index.store import ChromaStore
@@ -49,6 +51,8 @@ class Services:
     corpus_dir: Path  # what `POST /v1/sync` re-syncs (KB_CORPUS_DIR)
     today: Callable[[], dt.date]  # for review dates (KB_TODAY, or the real today)
     dev_auth: bool  # KB_AUTH=dev: no keys, every request acts as an admin
+    audit: AuditLog  # who changed what: reviews, uploads, syncs (assistant/audit.py)
+    signoff: SignOff  # marks documents reviewed (assistant/signoff.py)
     ingest_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from assistant.prompt import Turn
 from assistant.querylog import FeedbackReason, Rating
@@ -128,3 +128,20 @@ class FeedbackOut(BaseModel):
     answer_id: str
     rating: Rating
     reason: FeedbackReason | None
+
+
+class ReviewIn(BaseModel):
+    """Marking a document reviewed: both fields optional (`{}` or no body at all)."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is named, not ignored
+
+    review_date: dt.date | None = Field(
+        None,
+        description="Due again after this date; must be in the future. Default: today + the "
+        "document's review interval (its `review_interval_days`, else its type's usual one). "
+        "A later review date in the file's own metadata stays.",
+        examples=["2027-06-30"],
+    )
+    note: str | None = Field(
+        None, max_length=2000, description="What was checked or changed, for the audit log."
+    )

@@ -4,8 +4,8 @@ latency) and the feedback on it, in a small SQLite file under `KB_DATA_DIR`.
 It is what governance reads: how often each document is cited (the review queue ranks stale
 documents people actually rely on), which questions the base could not answer (the knowledge-gap
 report), and how many answers citing each document readers marked down (the review queue
-again). The reason and comment given with feedback are stored for whoever investigates; no
-report reads them yet.
+again, whose urgency also counts thumbs down given for being "outdated"). The comment given
+with feedback is stored for whoever investigates; no report reads it yet.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ class DocumentUse:
     doc_id: str
     cited: int
     thumbs_down: int
+    outdated: int = 0  # of the thumbs down, those with reason "outdated"
 
 
 _SCHEMA = """
@@ -171,16 +172,26 @@ class QueryLog:
                 (answer_id, _now(), asker.id, rating.value, reason and reason.value, comment),
             )
 
-    def document_use(self, doc_ids: Iterable[str] | None = None) -> dict[str, DocumentUse]:
-        """How often each document was cited, and how many of those answers got a thumbs down."""
+    def document_use(
+        self, doc_ids: Iterable[str] | None = None, since: dt.date | None = None
+    ) -> dict[str, DocumentUse]:
+        """How often each document was cited, and how many of those answers got a thumbs down
+        (and how many of those for being outdated); with `since`, only answers given on or
+        after that day (UTC)."""
+        query = (
+            "SELECT c.doc_id, COUNT(DISTINCT c.answer_id), "
+            "COUNT(DISTINCT CASE WHEN f.rating = 'down' THEN f.answer_id END), "
+            "COUNT(DISTINCT CASE WHEN f.rating = 'down' AND f.reason = 'outdated' "
+            "THEN f.answer_id END) "
+            "FROM citations c LEFT JOIN feedback f ON f.answer_id = c.answer_id"
+        )
+        params: tuple[str, ...] = ()
+        if since is not None:
+            query += " JOIN answers a ON a.answer_id = c.answer_id WHERE a.at >= ?"
+            params = (since.isoformat(),)
         with self._lock:
-            rows = self._db.execute(
-                "SELECT c.doc_id, COUNT(DISTINCT c.answer_id), "
-                "COUNT(DISTINCT CASE WHEN f.rating = 'down' THEN f.answer_id END) "
-                "FROM citations c LEFT JOIN feedback f ON f.answer_id = c.answer_id "
-                "GROUP BY c.doc_id"
-            ).fetchall()
-        use = {doc: DocumentUse(doc, cited, down) for doc, cited, down in rows}
+            rows = self._db.execute(query + " GROUP BY c.doc_id", params).fetchall()
+        use = {doc: DocumentUse(doc, cited, down, old) for doc, cited, down, old in rows}
         if doc_ids is None:
             return use
         return {d: use.get(d, DocumentUse(d, 0, 0)) for d in doc_ids}

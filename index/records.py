@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -161,6 +161,25 @@ def meta_to_chroma(meta: DocumentMeta) -> dict[str, Any]:
     return out
 
 
+# Metadata fields kept as a date plus a day number (`_put`).
+_DATE_FIELDS = tuple(
+    name for name, f in DocumentMeta.model_fields.items() if dt.date in get_args(f.annotation)
+)
+
+
+def _clearing(out: dict[str, Any]) -> dict[str, Any]:
+    """`out`, naming as None every metadata key this document lacks. Chroma merges a write's
+    metadata into the record's (a key left out keeps its old value; None removes it), so a
+    registry record rewritten without this would keep a field its file no longer has, or the
+    dates of a review the file's new version does not carry (index/reviews.py)."""
+    for name in DocumentMeta.model_fields:
+        if name != "id":
+            out.setdefault(name, None)
+    for name in _DATE_FIELDS:
+        out.setdefault(f"{name}_day", None)
+    return out
+
+
 def meta_from_chroma(doc_id: str, md: dict[str, Any]) -> DocumentMeta:
     values = {name: md[name] for name in DocumentMeta.model_fields if name in md}
     values["id"] = doc_id
@@ -193,6 +212,8 @@ class DocumentRecord:
         return Path(self.root) / self.path
 
     def to_chroma(self) -> dict[str, Any]:
+        """The registry's metadata of this record: every key it had before and lacks now is
+        None, so that writing it removes them."""
         out = meta_to_chroma(self.meta)
         out.update(
             path=self.path,
@@ -203,7 +224,7 @@ class DocumentRecord:
             ingested_at=self.ingested_at.isoformat(),
             state=self.state,
         )
-        return out
+        return _clearing(out)
 
     @classmethod
     def from_chroma(cls, doc_id: str, md: dict[str, Any]) -> DocumentRecord:

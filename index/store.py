@@ -35,7 +35,7 @@ from index.collections import (
     settle,
 )
 from index.errors import StoreError
-from index.records import DocumentRecord
+from index.records import DocumentRecord, meta_to_chroma
 
 MAX_BATCH = 5000  # Chroma refuses single writes above 5,461 records
 # Defaults of `open`, which the KB_CHROMA_PORT / KB_*_COLLECTION settings read (api/settings.py).
@@ -197,6 +197,28 @@ class ChromaStore:
         got = self.registry.get(ids=list(doc_ids), include=["metadatas"])
         metadatas = [{**(md or {}), "state": "resync"} for md in got["metadatas"]]
         self.registry.update(ids=got["ids"], metadatas=metadatas)
+
+    @_follows_swaps
+    def restamp_document(self, record: DocumentRecord) -> int:
+        """Write `record`'s metadata over its version's chunks and its registry entry, when
+        the metadata changed but the content did not (a review: index/reviews.py). In the
+        order a sync writes: the chunks first, in one write for a document of up to MAX_BATCH
+        chunks, so a search sees such a document all old or all new; then a new generation, so
+        derived indexes (which copy chunk metadata) rebuild; the registry record last, so a
+        record that shows the new metadata means its chunks have it. A crash in between
+        leaves a record that disagrees with its stored review, which the next sync restamps.
+        Returns the number of chunks restamped."""
+        version = [{"doc_id": record.doc_id}, {"content_hash": record.content_hash}]
+        got = self.chunks.get(where={"$and": version}, include=["metadatas"])
+        fields = meta_to_chroma(record.meta)
+        ids = list(got["ids"])
+        metadatas = [{**(md or {}), **fields} for md in got["metadatas"]]
+        for start in range(0, len(ids), MAX_BATCH):
+            end = start + MAX_BATCH
+            self.chunks.update(ids=ids[start:end], metadatas=metadatas[start:end])
+        self.bump_generation()
+        self.registry.update(ids=[record.doc_id], metadatas=[record.to_chroma()])
+        return len(ids)
 
     @_follows_swaps
     def delete_chunks(self, ids: Sequence[str]) -> None:

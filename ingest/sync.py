@@ -26,6 +26,11 @@ A run that replaced or removed chunks ends with a cheap look for chroma-core/chr
 sample of the chunks it wrote is queried with their own vectors, and any that dense search
 cannot return are logged and reported (`unreachable`, a key the report has only then), with
 the advice to run `kb store check --repair` (index/integrity.py, index/rebuild.py).
+
+With a review store (index/reviews.py), a document marked reviewed keeps that review while its
+content hash is unchanged: a rewritten version of the same content gets it over its file's
+metadata, and an unchanged document whose record does not show it (a review interrupted before
+its record was written) is restamped. A changed file's own metadata wins.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from index.errors import ConfigurationError, DocumentError, InvalidRequestError
 from index.integrity import unreachable_chunks
 from index.keyword import chunk_context
 from index.records import Chunk, DocumentMeta, DocumentRecord, chunk_id, chunk_to_chroma
+from index.reviews import ReviewStore, StoredReview, reviewed
 from index.store import ChromaStore
 from ingest.chunking import ChunkingOptions, chunk_blocks, embedding_text
 from ingest.defaults import FolderDefaults, Layer
@@ -101,6 +107,17 @@ class IngestReport:
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
 
+    def summary(self) -> dict[str, Any]:
+        """What changed, briefly (the audit log's record of a run): the ids added, updated
+        and removed, the paths that failed, and how many were unchanged."""
+        return {
+            "added": [e["doc_id"] for e in self.added],
+            "updated": [e["doc_id"] for e in self.updated],
+            "removed": [e["doc_id"] for e in self.removed],
+            "failed": [f.path for f in self.failed],
+            "unchanged": len(self.unchanged),
+        }
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "added": self.added,
@@ -147,8 +164,10 @@ class Ingester:
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         reachability_sample: int = REACHABILITY_SAMPLE,
         metadata: MetadataOptions | None = None,
+        reviews: ReviewStore | None = None,
     ) -> None:
         self._store = store
+        self._reviews = reviews
         self._embedder = embedder
         self._chunking = chunking or ChunkingOptions()
         self._batch = embed_batch_chunks
@@ -191,6 +210,7 @@ class Ingester:
         mine = {r.doc_id: r for r in records if in_scope(r)}
         by_path = {r.path: r for r in mine.values()}
         elsewhere = {r.doc_id: r for r in records if not in_scope(r)}
+        stored = self._reviews.all() if self._reviews else {}
 
         live: dict[str, str] = {}  # doc id -> rel path of the file that holds it this run
         pending: list[_Pending] = []
@@ -211,6 +231,7 @@ class Ingester:
             if previous and previous.content_hash == content_hash and previous.state == "ok":
                 live[previous.doc_id] = source.rel
                 report.unchanged.append({"doc_id": previous.doc_id, "path": source.rel})
+                self._keep_review(previous, stored.get(previous.doc_id))
             else:
                 pending.append(_Pending(source, content_hash, layer))
 
@@ -221,7 +242,7 @@ class Ingester:
                 progress(done, len(pending), source.rel)
             previous = by_path.get(source.rel)
             try:
-                prepared = self._prepare(root, item, options)
+                prepared = self._prepare(root, item, options, stored)
                 self._claim(prepared, live, elsewhere)
             except DocumentError as exc:
                 reason = _reason(root, source, exc)
@@ -286,7 +307,21 @@ class Ingester:
             reason += "; its half-written earlier version was removed"
         report.failed.append(Failure(source.rel, reason))
 
-    def _prepare(self, root: Path, item: _Pending, options: MetadataOptions) -> _Prepared:
+    def _keep_review(self, record: DocumentRecord, review: StoredReview | None) -> None:
+        """Restamp an unchanged document whose record does not show its stored review."""
+        if review is None or not review.applies_to(record.doc_id, record.content_hash):
+            return
+        meta = reviewed(record.meta, review)
+        if meta != record.meta:
+            self._store.restamp_document(replace(record, meta=meta))
+
+    def _prepare(
+        self,
+        root: Path,
+        item: _Pending,
+        options: MetadataOptions,
+        stored: Mapping[str, StoredReview],
+    ) -> _Prepared:
         source = item.source
         body: str | None = None
         front: str | None = None
@@ -306,6 +341,9 @@ class Ingester:
             options=options,
         )
         meta = resolved.meta
+        review = stored.get(meta.id)
+        if review is not None and review.applies_to(meta.id, item.content_hash):
+            meta = reviewed(meta, review)  # the same content, reviewed since it was written
         context = self._context_line(source.rel, meta)
         chunks = chunk_blocks(
             blocks,

@@ -76,8 +76,10 @@ def valid_requests(answer_id: str) -> dict[str, dict[str, Any]]:
         "GET /v1/documents/stale": {},
         "GET /v1/documents/{doc_id}": intake,
         "GET /v1/documents/{doc_id}/source": intake,
+        "POST /v1/documents/{doc_id}/review": {**intake, "body": {"note": "checked"}},
         "POST /v1/feedback": {"body": {"answer_id": answer_id, "rating": "up"}},
         "GET /v1/gaps": {},
+        "GET /v1/audit": {},
         "POST /v1/chat/completions": {
             "body": {"messages": [{"role": "user", "content": question}]}
         },

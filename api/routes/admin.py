@@ -16,6 +16,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminDep, ServicesDep
 from api.uploads import MAX_FILES, IncomingFile, corpus_root, exclusive
+from assistant.audit import AuditAction
 from ingest.parsing import FORMATS
 from ingest.sync import IngestReport
 
@@ -104,6 +105,12 @@ async def upload_documents(
             )
         services.metrics.observe_ingest(result.report)
         log.info("key %s uploaded %s (replace=%s)", caller.key_id, result.doc_ids, replace)
+        services.audit.append(
+            caller.key_id,
+            AuditAction.UPLOAD,
+            ", ".join(result.doc_ids),
+            {**result.report.summary(), "files": [f.name for f in incoming], "replace": replace},
+        )
         return result.report.to_json() | {"doc_ids": result.doc_ids}
 
     return await run_in_threadpool(run)
@@ -117,7 +124,10 @@ async def sync_corpus(services: ServicesDep, caller: AdminDep) -> dict[str, Any]
 
     def run() -> IngestReport:
         with exclusive(services.ingest_lock):
-            return services.ingester.sync(corpus_root(services.corpus_dir))
+            root = corpus_root(services.corpus_dir)
+            report = services.ingester.sync(root)
+            services.audit.append(caller.key_id, AuditAction.SYNC, str(root), report.summary())
+            return report
 
     report = await run_in_threadpool(run)
     services.metrics.observe_ingest(report)

@@ -2,10 +2,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import CallerDep, ServicesDep, SpokeDep
-from api.schemas import ChunkOut, DocumentDetail, DocumentOut
-from assistant.review import OwnerQueue, readable, review_queue
+from api.schemas import ChunkOut, DocumentDetail, DocumentOut, ReviewIn
+from api.uploads import exclusive
+from assistant.review import OwnerQueue, queue_from_log, readable
+from assistant.signoff import Reviewer, ReviewResult
 from index.errors import NotFoundError
 from index.records import DocumentRecord
 
@@ -65,11 +68,31 @@ def list_documents(services: ServicesDep, caller: CallerDep) -> list[DocumentOut
 
 @router.get("/v1/documents/stale", response_model=list[OwnerQueue])
 def stale_documents(services: ServicesDep, caller: SpokeDep) -> list[OwnerQueue]:
-    """The review queue (spoke or admin role): documents past their review date, grouped by
-    owner, most overdue first."""
+    """The review queue (spoke or admin role): documents past their review date, and
+    documents without an owner, grouped by owner, most urgent first (`urgency`: days overdue
+    times one plus recent citations, plus a boost per "outdated" thumbs down)."""
     records = readable(services.store.documents(), caller.principal)
-    use = services.query_log.document_use(r.doc_id for r in records)
-    return review_queue(records, services.today(), use)
+    return queue_from_log(records, services.today(), services.query_log)
+
+
+@router.post("/v1/documents/{doc_id}/review", response_model=ReviewResult)
+async def review_document(
+    doc_id: str, services: ServicesDep, caller: CallerDep, body: ReviewIn | None = None
+) -> ReviewResult:
+    """Mark a document reviewed (its owner, i.e. a key named like its `owner`, or an admin):
+    due again after `review_date` (a future date; default today + its review interval). At
+    once, answers stop warning about it, search stops flagging it, and it leaves the review
+    queue; re-ingesting the unchanged file keeps the review. Recorded in the audit log."""
+    request = body or ReviewIn()
+    reviewer = Reviewer(who=caller.key_id, name=caller.name, principal=caller.principal)
+
+    def run() -> ReviewResult:
+        with exclusive(services.ingest_lock):  # a sync must not rewrite it meanwhile
+            return services.signoff.mark_reviewed(
+                doc_id, reviewer, until=request.review_date, note=request.note
+            )
+
+    return await run_in_threadpool(run)
 
 
 @router.get("/v1/documents/{doc_id}", response_model=DocumentDetail)

@@ -1,13 +1,17 @@
-"""Governance: feedback on answers, and the knowledge-gap report (both from the query log)."""
+"""Governance: feedback on answers, and the knowledge-gap report (both from the query log);
+the audit log of changes."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CallerDep, ServicesDep, SpokeDep
+from api.deps import AdminDep, CallerDep, ServicesDep, SpokeDep
 from api.keys import Role
 from api.schemas import FeedbackIn, FeedbackOut
+from assistant.audit import AuditAction, AuditEntry
 from assistant.querylog import Asker, Gap
 
 router = APIRouter(tags=["governance"])
@@ -40,3 +44,16 @@ def gaps(
     the same question counted once, most asked first, with the documents retrieval found
     nearby."""
     return services.query_log.gaps(limit)
+
+
+@router.get("/v1/audit", response_model=list[AuditEntry])
+def audit_log(
+    services: ServicesDep,
+    caller: AdminDep,
+    since: dt.date | None = Query(None, description="Only entries on or after this day (UTC)."),
+    action: AuditAction | None = Query(None, description="Only entries of this action."),
+    limit: int = Query(100, ge=1, le=1000, description="At most this many entries."),
+) -> list[AuditEntry]:
+    """The audit log (admin role): reviews, uploads, syncs and ingest runs, API key creation
+    and revocation; who (key id, or `cli:<user>`), when, what, on what; newest first."""
+    return services.audit.read(since=since, action=action, limit=limit)
