@@ -133,6 +133,7 @@ def generator_config(settings: Settings) -> GeneratorConfig:
         timeout_s=settings.openai_timeout_s,
         retries=settings.openai_retries,
         context_words=settings.answer_context_words,
+        quote_steps=settings.answer_quote_steps,
     )
 
 

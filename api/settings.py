@@ -183,6 +183,12 @@ class Settings(BaseSettings):
         description="Chunks retrieved for an answer; context assembly turns them into at most "
         "`KB_ANSWER_DOCUMENTS` sources, each chunk bringing in its section.",
     )
+    answer_quote_steps: bool = Field(
+        GeneratorConfig.quote_steps,
+        description="Local and openai generators: a procedure question whose sources list "
+        "its steps is answered with those steps quoted and cited (as `extractive` does), "
+        'not retold by the model (evals/README.md, "Answer shapes").',
+    )
     answer_documents: int = Field(
         ContextOptions.documents,
         ge=1,

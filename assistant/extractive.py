@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from assistant.actions import reads_as_actions
 from assistant.prompt import Turn
 from assistant.shapes import PROJECT_TYPES, Shape, shape_of
 from assistant.sources import Source
@@ -36,9 +37,10 @@ class ExtractiveOptions:
     min_similarity: float = 0.35  # a sentence less similar to the question is never quoted
     best_source_bonus: float = 0.05  # favours sentences of the source the best one is in
     max_steps: int = 12
-    step_words: int = 45  # words quoted under one step
+    step_words: int = 60  # words quoted under one step
     per_source: int = 3  # sources a comparison or a project list covers
     procedure_margin: float = 0.1  # a source with steps this much less similar still leads
+    list_margin: float = 0.2  # a list this much less similar than the closest sentence is off
 
 
 @dataclass(frozen=True)
@@ -57,22 +59,13 @@ class ExtractiveGenerator:
         self._options = options or ExtractiveOptions()
 
     def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
-        candidates = [
-            _Candidate(source.n, p, i, sentence)
-            for source in sources
-            for p, (_, text) in enumerate(source.passages())
-            for i, sentence in enumerate(quotable(text))
-        ]
+        candidates, similarity = self._candidates(question, sources)
         if not candidates:
-            return
-        vectors = self._embedder.embed([question, *(c.text for c in candidates)])
-        similarity = vectors[1:] @ vectors[0]
-        if float(similarity.max()) < self._options.min_similarity:
             return
         shape = shape_of(question, sources)
         lines: list[str] = []
         if shape is Shape.PROCEDURE:
-            lines = self._procedure(sources, candidates, similarity)
+            lines = self._procedure(question, sources, candidates, similarity)
         elif shape is Shape.COMPARISON:
             lines = self._per_source(sources, candidates, similarity, projects=False)
         elif shape is Shape.PROJECTS:
@@ -82,6 +75,34 @@ class ExtractiveGenerator:
 
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
         return None
+
+    def steps(self, question: str, sources: Sequence[Source]) -> list[str]:
+        """For a procedure question, the steps a source lists about it, numbered and cited
+        lines as `stream` gives them; else none. Prompted generators quote them rather than
+        have a model retell them (assistant/generators.py)."""
+        if shape_of(question, sources) is not Shape.PROCEDURE:
+            return []
+        candidates, similarity = self._candidates(question, sources)
+        return self._procedure(question, sources, candidates, similarity) if candidates else []
+
+    def _candidates(
+        self, question: str, sources: Sequence[Source]
+    ) -> tuple[list[_Candidate], np.ndarray]:
+        """The quotable sentences of the sources and their similarity to the question; none
+        when even the closest is under `min_similarity`."""
+        candidates = [
+            _Candidate(source.n, p, i, sentence)
+            for source in sources
+            for p, (_, text) in enumerate(source.passages())
+            for i, sentence in enumerate(quotable(text))
+        ]
+        if not candidates:
+            return [], np.zeros(0)
+        vectors = self._embedder.embed([question, *(c.text for c in candidates)])
+        similarity = vectors[1:] @ vectors[0]
+        if float(similarity.max()) < self._options.min_similarity:
+            return [], np.zeros(0)
+        return candidates, similarity
 
     def _fact(self, candidates: list[_Candidate], similarity: np.ndarray) -> list[str]:
         o = self._options
@@ -93,28 +114,44 @@ class ExtractiveGenerator:
         return _unique(f"{candidates[i].text} [{candidates[i].n}]" for i in chosen)
 
     def _procedure(
-        self, sources: Sequence[Source], candidates: list[_Candidate], similarity: np.ndarray
+        self,
+        question: str,
+        sources: Sequence[Source],
+        candidates: list[_Candidate],
+        similarity: np.ndarray,
     ) -> list[str]:
-        """The steps of the best-ranked source with steps, among the sources whose closest
-        sentence is within `procedure_margin` of the closest of all. Retrieval's rank (dense
-        and keyword) beats one sentence's similarity: ordered by similarity, a neighbouring
-        playbook's numbered list led 6 of 11 procedure answers of the employee set. Project
-        documents (lessons learned, showcases, evaluations) are never a procedure's source."""
+        """The list of steps that is about the question: among the lists (the "Step N"
+        headings of a section, a numbered or bulleted run of items that reads as actions:
+        assistant/actions.py) of the sources whose closest sentence is within
+        `procedure_margin` of the closest of all, the one whose
+        title, heading and first items are most similar to the question (on a tie, the
+        better-ranked source's), if that is within `list_margin` of the closest sentence.
+        Taking the first list of the best-ranked source instead answered 7 of 22 golden
+        procedure questions with another procedure of the same document (the courses
+        instead of the intake steps). Project documents (lessons learned, showcases,
+        evaluations) are never a procedure's source."""
+        o = self._options
         best = {s.n: _best_of(s.n, candidates, similarity) for s in sources}
         top = max(best.values())
-        for source in sorted(sources, key=lambda s: s.n):
-            if best[source.n] < top - self._options.procedure_margin:
-                continue
-            if source.best.doc_type in PROJECT_TYPES:
-                continue  # a project's numbered lessons or requirements are not its steps
-            for _, text in source.passages():
-                steps = steps_of(text, self._options.step_words)
-                if len(steps) >= 2:
-                    return [
-                        f"{i}. {step} [{source.n}]"
-                        for i, step in enumerate(steps[: self._options.max_steps], start=1)
-                    ]
-        return []
+        lists = [
+            (source.n, f"{source.best.title}: {found.lead}", found.steps)
+            for source in sources
+            if best[source.n] >= top - o.procedure_margin
+            and source.best.doc_type not in PROJECT_TYPES  # numbered lessons are no steps
+            for hit, text in source.passages()
+            for found in step_lists(text, o.step_words, hit.section)
+            if found.headed or reads_as_actions(found.steps)  # not courses, rules or fields
+        ]
+        if not lists:
+            return []
+        described = [f"{lead}\n" + "\n".join(steps[:3]) for _, lead, steps in lists]
+        vectors = self._embedder.embed([question, *described])
+        scores = vectors[1:] @ vectors[0]
+        chosen = min(range(len(lists)), key=lambda i: (-round(float(scores[i]), 2), lists[i][0]))
+        if float(scores[chosen]) < top - o.list_margin:
+            return []  # no list is about the question: its sentences answer it
+        n, _, steps = lists[chosen]
+        return [f"{i}. {step} [{n}]" for i, step in enumerate(steps[: o.max_steps], start=1)]
 
     def _per_source(
         self,
@@ -161,23 +198,56 @@ def _unique(lines: Iterator[str] | list[str]) -> list[str]:
 
 
 def steps_of(text: str, words: int) -> list[str]:
-    """The steps of a passage in order: "Step N: title" headings with the first sentences
-    under each (up to `words` words), or else the items of its longest numbered or bulleted
-    list."""
+    """The steps of a passage in order: its "Step N" headings, else its longest list."""
+    found = step_lists(text, words)
+    return max((found_list.steps for found_list in found), key=len, default=[])
+
+
+@dataclass(frozen=True)
+class StepList:
+    lead: str  # the heading or lead-in line above the list
+    steps: list[str]
+    headed: bool  # "Step N" headings, not a run of list items
+
+
+def step_lists(text: str, words: int, section: str = "") -> list[StepList]:
+    """Every list of steps in a passage, each with what leads into it (the heading or
+    lead-in line above it, else `section`): "Step N: title" headings with the sentences under
+    each (`_step`, up to `words` words), and each run of two or more numbered or bulleted
+    items. Headed steps come first, as one list."""
+    found: list[StepList] = []
     headed: list[tuple[str, list[str]]] = []
+    headed_lead = section
+    lead = section
+    run: list[str] = []
     open_step = False
     for line in text.splitlines():
         match = _STEP_HEADING.match(line)
         if match and len(line.split()) <= 14:
+            if not headed:
+                headed_lead = lead
             headed.append((_capital(match.group(2).strip()) or f"Step {match.group(1)}", []))
             open_step = True
-        elif _heading_like(line):
+            continue
+        if LIST_MARKER.match(line) and len(line.split()) >= 3 and not open_step:
+            run.append(_closed(LIST_MARKER.sub("", line).strip()))
+            continue
+        if len(run) >= 2:
+            found.append(StepList(lead, run, headed=False))
+        run = []
+        if _heading_like(line):
             open_step = False  # the next section: its text is not the last step's
+            lead = line.strip()
         elif open_step and line.strip():
             headed[-1][1].extend(split_line(LIST_MARKER.sub("", line)))
+        elif line.rstrip().endswith((":", "?")):
+            lead = line.strip().rstrip(":")  # "If the bot is wrong:", a FAQ's question
+    if len(run) >= 2:
+        found.append(StepList(lead, run, headed=False))
     if len(headed) >= 2:
-        return [_step(title, body, words) for title, body in headed]
-    return _longest_list(text)
+        steps = [_step(title, body, words) for title, body in headed]
+        found.insert(0, StepList(headed_lead, steps, headed=True))
+    return found
 
 
 def _heading_like(line: str) -> bool:
@@ -191,22 +261,40 @@ def _heading_like(line: str) -> bool:
 
 
 def _step(title: str, body: list[str], words: int) -> str:
-    said: list[str] = []
-    for sentence in body:
-        if said and len(" ".join([*said, sentence]).split()) > words:
-            break
-        said.append(_closed(sentence))
+    """A step's title and what is said under it, in the document's order, up to `words`
+    words: its first sentence (what the step is), then the sentences that carry its details
+    (a number, a threshold, a form or a tool's name), then the rest while the budget lasts."""
+    chosen: set[int] = set()
+    spent = 0
+    for rank in (_opening, _detailed, _any):
+        for i, sentence in enumerate(body):
+            size = len(sentence.split())
+            if i in chosen or not rank(i, sentence) or (chosen and spent + size > words):
+                continue
+            chosen.add(i)
+            spent += size
+    said = [_closed(body[i]) for i in sorted(chosen)]
     return f"{title}: {' '.join(said)}" if said else _closed(title)
 
 
-def _longest_list(text: str) -> list[str]:
-    runs: list[list[str]] = [[]]
-    for line in text.splitlines():
-        if LIST_MARKER.match(line) and len(line.split()) >= 3:
-            runs[-1].append(_closed(LIST_MARKER.sub("", line).strip()))
-        elif line.strip() and runs[-1]:
-            runs.append([])
-    return max(runs, key=len)
+_DETAIL = re.compile(
+    r"\d|\b[A-Z][A-Za-z]*[A-Z0-9][A-Za-z0-9-]*\b|\b(?:[A-Z][a-z]+\s){1,3}[A-Z][a-z]+"
+)
+
+
+def _opening(i: int, sentence: str) -> bool:
+    return i == 0
+
+
+def _detailed(i: int, sentence: str) -> bool:
+    """A number, a code ("AI-01", "KAIG") or a name of several capitalised words, past the
+    sentence's first word."""
+    first, _, rest = sentence.partition(" ")
+    return bool(_DETAIL.search(rest)) or any(c.isdigit() for c in first)
+
+
+def _any(i: int, sentence: str) -> bool:
+    return True
 
 
 def _cells(line: str) -> list[str] | None:

@@ -85,6 +85,7 @@ class GeneratorConfig:
     timeout_s: float = 120.0
     retries: int = 2
     context_words: int = 0  # cut the sources to the words closest to the question (0: no cut)
+    quote_steps: bool = True  # a procedure's listed steps are quoted, not retold by the model
     refusal_probability: float = 0.25  # local model: refuse at this chance of opening so (0: off)
 
 
@@ -93,17 +94,29 @@ Excerpts = Callable[[str, Sequence[Source]], dict[int, str]]
 
 class PromptedGenerator:
     """Any chat model behind the grounded prompt; `excerpts` (question, sources -> the text
-    shown of each source) cuts the sources down, when given."""
+    shown of each source) cuts the sources down, when given. With `steps`, a procedure
+    question whose sources list its steps is answered with those steps, quoted and cited,
+    without the model: the shipped 1.5B model retold 12 steps as their headings, dropping
+    every threshold (evals/README.md, "Answer shapes")."""
 
     def __init__(
-        self, name: str, model: ChatModel, max_tokens: int, excerpts: Excerpts | None = None
+        self,
+        name: str,
+        model: ChatModel,
+        max_tokens: int,
+        excerpts: Excerpts | None = None,
+        steps: ExtractiveGenerator | None = None,
     ) -> None:
         self.name = name
         self._model = model
         self._max_tokens = max_tokens
         self._excerpts = excerpts
+        self._steps = steps
 
     def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
+        quoted = self._steps.steps(question, sources) if self._steps else []
+        if quoted:
+            return iter([line + "\n" for line in quoted])
         return self._model.stream_chat(
             self.messages(question, sources), self._max_tokens, refusal=True
         )
@@ -408,13 +421,19 @@ def _local(config: GeneratorConfig, embedder: Embedder) -> Generator:
     chat = LlamaCppChat(
         config.model_path, config.context_tokens, config.threads, config.refusal_probability
     )
-    return PromptedGenerator("local", chat, config.max_answer_tokens, _excerpter(config, embedder))
+    return _prompted("local", chat, config, embedder)
 
 
 def _openai(config: GeneratorConfig, embedder: Embedder) -> Generator:
-    return PromptedGenerator(
-        "openai", OpenAIChat(config), config.max_answer_tokens, _excerpter(config, embedder)
-    )
+    return _prompted("openai", OpenAIChat(config), config, embedder)
+
+
+def _prompted(
+    name: str, model: ChatModel, config: GeneratorConfig, embedder: Embedder
+) -> PromptedGenerator:
+    steps = ExtractiveGenerator(embedder) if config.quote_steps else None
+    excerpter = _excerpter(config, embedder)
+    return PromptedGenerator(name, model, config.max_answer_tokens, excerpter, steps)
 
 
 def _excerpter(config: GeneratorConfig, embedder: Embedder) -> Excerpts | None:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 
 # A list marker at the start of a line: "- ", "* ", "1. ", "2) ".
-LIST_MARKER = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s+")
+# One marker or several: a numbered item of a DOCX list reads "- 1. Copy the template".
+LIST_MARKER = re.compile(r"^\s*(?:(?:[-*\u2022]|\d+[.)])\s+)+")
 
 _BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(*\u201c])")
 _ABBREVIATION = re.compile(

@@ -1,5 +1,6 @@
-"""Generator backends' logic without a real model: the local model's lock and the OpenAI
-client's retries (the slow tier runs the real model and a real server)."""
+"""Generator backends' logic without a real model: the local model's lock, the OpenAI
+client's retries, and quoted procedures (the slow tier runs the real model and a real
+server)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,16 @@ from typing import Any
 import httpx
 import pytest
 
-from assistant.generators import GeneratorConfig, GeneratorError, LlamaCppChat, OpenAIChat
+from assistant.extractive import ExtractiveGenerator
+from assistant.generators import (
+    GeneratorConfig,
+    GeneratorError,
+    LlamaCppChat,
+    OpenAIChat,
+    PromptedGenerator,
+)
+from index.embedding import SentenceTransformerEmbedder
+from tests.test_shapes import PROCEDURE, _source
 
 
 class _FakeLlama:
@@ -104,3 +114,35 @@ def test_server_errors_are_retried_and_client_errors_are_not(
             list(chat.stream_chat([{"role": "user", "content": "a"}], 8))
         assert caught.value.status == status
         assert seen == [status]
+
+
+class _RecordingModel:
+    """A chat model that answers one fixed sentence and records that it was asked."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    def stream_chat(
+        self, messages: list[dict[str, str]], max_tokens: int, *, refusal: bool = False
+    ) -> Iterator[str]:
+        self.asked += 1
+        yield "Retold by the model. [1]"
+
+
+def test_a_procedure_the_sources_list_is_quoted_not_retold(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    source = _source(1, "playbook", PROCEDURE, title="Playbook: deploying document processing")
+    model = _RecordingModel()
+    quoting = PromptedGenerator("local", model, 256, steps=ExtractiveGenerator(embedder))
+    lines = "".join(quoting.stream("How do we deploy document processing?", [source]))
+    assert model.asked == 0
+    assert lines.splitlines()[1] == (
+        "2. Collect samples: Collect 500 sample documents per document type from the last "
+        "12 months. [1]"
+    )
+    fact = "".join(quoting.stream("What sample size does document processing need?", [source]))
+    assert (fact, model.asked) == ("Retold by the model. [1]", 1)
+    retelling = PromptedGenerator("local", model, 256)
+    told = "".join(retelling.stream("How do we deploy document processing?", [source]))
+    assert (told, model.asked) == ("Retold by the model. [1]", 2)

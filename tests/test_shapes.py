@@ -47,8 +47,12 @@ def test_steps_of_headed_steps_stop_at_the_next_section() -> None:
     ]
 
 
-def test_steps_of_a_numbered_list() -> None:
-    text = "Rollback\n1. Pin the previous version in the console.\n2. Inform the team lead now."
+@pytest.mark.parametrize("marker", ["1. ", "- 1. "])  # a DOCX numbered list reads "- 1. "
+def test_steps_of_a_numbered_list(marker: str) -> None:
+    text = (
+        f"Rollback\n{marker}Pin the previous version in the console.\n"
+        f"{marker.replace('1', '2')}Inform the team lead now."
+    )
     assert steps_of(text, words=20) == [
         "Pin the previous version in the console.",
         "Inform the team lead now.",
@@ -79,7 +83,8 @@ def test_extractive_answers_a_procedure_with_numbered_cited_steps(
 ) -> None:
     answer = "".join(
         ExtractiveGenerator(embedder).stream(
-            "How do we deploy document processing?", [_source(1, "playbook", PROCEDURE)]
+            "How do we deploy document processing?",
+            [_source(1, "playbook", PROCEDURE, title="Playbook: deploying document processing")],
         )
     )
     lines = answer.splitlines()
@@ -110,6 +115,61 @@ def test_a_projects_numbered_list_is_not_taken_for_a_procedure(
         ExtractiveGenerator(embedder).stream("How do we deploy document processing?", sources)
     )
     assert not any(line.startswith("1.") for line in answer.splitlines()), answer
+
+
+FAQ = """What training is available?
+- AI Essentials, a 45-minute e-learning course.
+- Prompting for Professionals, a half-day workshop.
+- Building on KAIG, a two-day course for developers.
+How do I get my project idea in front of the CoE?
+1. Fill in the AI-01 Project Intake Form.
+2. Submit it as a ServicePoint request to the CoE.
+3. The CoE triages it within 10 working days and names a contact."""
+
+
+def test_the_list_about_the_question_is_chosen_not_the_first(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    source = _source(1, "faq", FAQ, "faq", title="AI Center of Excellence FAQ")
+    answer = "".join(
+        ExtractiveGenerator(embedder).stream(
+            "What's the process to get my AI project idea in front of the CoE?", [source]
+        )
+    )
+    assert answer.splitlines() == [
+        "1. Fill in the AI-01 Project Intake Form. [1]",
+        "2. Submit it as a ServicePoint request to the CoE. [1]",
+        "3. The CoE triages it within 10 working days and names a contact. [1]",
+    ]
+
+
+def test_without_a_list_about_the_question_its_closest_sentences_answer(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    text = (
+        "Courses\n- AI Essentials, a 45-minute e-learning course.\n- Prompting for "
+        "Professionals, a half-day workshop.\nLoad testing\nBefore go-live, run a load test "
+        "at twice the expected peak for 30 minutes; the error rate must stay under 1%."
+    )
+    source = _source(1, "playbook", text, title="Testing playbook")
+    answer = "".join(ExtractiveGenerator(embedder).stream("How do I run the load test?", [source]))
+    assert "twice the expected peak" in answer
+    assert not answer.startswith("1.")
+
+
+def test_a_step_keeps_the_sentences_with_its_details_within_its_budget() -> None:
+    text = (
+        "Step 1: collect samples\nCollecting samples is the first job of the team. It is "
+        "usually done by the business analysts with help from the site teams and takes a "
+        "while. Collect 500 sample documents per type.\nStep 2: shadow mode\nRun in shadow "
+        "mode for 6 weeks."
+    )
+    steps = steps_of(text, words=20)
+    assert steps[0] == (
+        "Collect samples: Collecting samples is the first job of the team. "
+        "Collect 500 sample documents per type."
+    )
+    assert steps[1] == "Shadow mode: Run in shadow mode for 6 weeks."
 
 
 def test_extractive_lists_each_prior_project_with_its_metadata(
