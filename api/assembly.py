@@ -20,6 +20,7 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.uploads import Uploader
+from assistant.actions import warm as warm_tagger
 from assistant.audit import AUDIT_FILE, AuditLog
 from assistant.citations import CheckOptions
 from assistant.context import ContextOptions
@@ -173,6 +174,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     cached = build_answer_embedder(settings, embedder)
     retriever = build_retriever(settings, store, cached)
     retriever.warm()  # load the model and the keyword index now, not on the first request
+    warm_tagger()  # and the tagger that tells steps from other lists (assistant/actions.py)
     assistant = build_assistant(settings, retriever, cached, build_generator(settings, cached))
     ingester = build_ingester(settings, store, embedder)
     audit = build_audit_log(settings)

@@ -41,6 +41,11 @@ def _tagger() -> Any | None:
         return None
 
 
+def warm() -> None:
+    """Load the tagger now (a few seconds), not on the first procedure question."""
+    _tagger()
+
+
 def reads_as_actions(items: Sequence[str]) -> bool:
     """True when at least `MIN_SHARE` of the items open with an imperative verb."""
     if not items:
