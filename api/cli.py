@@ -1,5 +1,6 @@
 """The `kb` command line: ingest, search, ask, list documents, review them (mark reviewed,
-the review queue, the audit log), manage API keys, check and repair the store, serve."""
+the review queue, the audit log), manage API keys, check and repair the store, run evaluation
+suites (`kb eval`: evals/suite.py), serve."""
 
 from __future__ import annotations
 
@@ -39,11 +40,13 @@ from assistant.querylog import Asker, QueryLog
 from assistant.review import QUEUE_CSV_COLUMNS, OwnerQueue, queue_from_log, queue_rows
 from assistant.service import Answer, Found, Token
 from assistant.signoff import Reviewer, ReviewResult
+from index.embedding import Embedder
 from index.errors import InvalidRequestError, KBError
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.integrity import CheckReport, check
 from index.rebuild import check_and_repair
+from index.store import ChromaStore
 from ingest.defaults import parse_run_defaults
 from ingest.sync import IngestReport
 
@@ -133,9 +136,9 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _print_report(report: IngestReport) -> None:
+def _print_report(report: IngestReport, console: Console = out) -> None:
     warned = f", warnings {len(report.warnings)}" if report.warnings else ""
-    out.print(
+    console.print(
         f"added {len(report.added)}, updated {len(report.updated)}, "
         f"unchanged {len(report.unchanged)}, removed {len(report.removed)}, "
         f"failed {len(report.failed)}{warned}"
@@ -654,6 +657,192 @@ def _check_problems(report: CheckReport) -> list[str]:
             "interrupted: `kb ingest` completes them)"
         )
     return problems
+
+
+# `kb eval`: the evaluation suites of evals/ (evals/README.md). Its commands import evals/
+# when they run, so the other commands do not load the benchmarks' modules.
+eval_app = typer.Typer(
+    help="Evaluation suites: datasets, runs over the live configuration, comparisons, gates.",
+    no_args_is_help=True,
+)
+app.add_typer(eval_app, name="eval")
+
+
+@eval_app.command("datasets")
+def eval_datasets(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Dataset files to check and count too (.csv, .jsonl, folders)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the list as JSON.")] = False,
+) -> None:
+    """The known datasets (and any given), with their questions counted by type. A malformed
+    file fails naming the file, the line and the field."""
+    from evals.suite_data import known_datasets, resolve, type_counts
+    from evals.suite_report import datasets_lines
+
+    found = [(d, d.load()) for d in [*known_datasets(), *(resolve(str(p)) for p in paths or [])]]
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": d.name,
+                    "path": str(d.path),
+                    "format": d.fmt,
+                    "documents": str(d.documents) if d.documents else None,
+                    "questions": len(qs),
+                    "types": type_counts(qs),
+                }
+                for d, qs in found
+            ]
+        )
+        return
+    out.print("\n".join(datasets_lines(found)), highlight=False, markup=False)
+
+
+@eval_app.command("run")
+def eval_run(
+    dataset: Annotated[
+        str, typer.Option(help="golden, employee, lookalike, contoso, or a .csv/.jsonl file.")
+    ],
+    generator: Annotated[
+        str | None,
+        typer.Option(help="extractive, local, openai or auto (default: KB_GENERATOR)."),
+    ] = None,
+    set_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Change a setting for this run (repeatable): --set answer_sources=8.",
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, help="At most N questions, spread over the question types."),
+    ] = None,
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Run folder (default: KB_DATA_DIR/evals/<dataset>-<time>). Running again "
+            "into it resumes: recorded questions are skipped.",
+        ),
+    ] = None,
+    ingest_path: Annotated[
+        Path | None,
+        typer.Option("--ingest", help="Sync this folder into the store first (as kb ingest)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Answer every question of a dataset with the live configuration (KB_* settings,
+    KB_DATA_DIR's store) or one changed by --set, and write records.jsonl and summary.json
+    into the run folder. Progress and ETA go to stderr; Ctrl-C keeps what is done."""
+    from evals.suite import Suite, assemble, check_store, header, run_today, with_overrides
+    from evals.suite_data import resolve, select
+    from evals.suite_report import progress_line, summary_lines
+
+    pairs = [*(set_ or []), *([f"generator={generator}"] if generator else [])]
+    settings, overrides = with_overrides(_settings(), pairs)
+    chosen = resolve(dataset)
+    questions = select(chosen.load(), limit)
+    settings, today_from = run_today(settings, chosen)
+    store = build_store(settings)
+    embedder = build_embedder(settings)
+    if ingest_path is not None:
+        _ingest_for_eval(settings, store, embedder, ingest_path)
+    documents = store.documents()
+    check_store(chosen, questions, documents, settings.data_dir)
+    assistant = assemble(settings, store, embedder, None)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = out_dir or settings.data_dir / "evals" / f"{chosen.name}-{stamp}"
+    suite = Suite(
+        questions,
+        assistant,
+        documents,
+        folder,
+        header(
+            chosen,
+            questions,
+            limit,
+            assistant.generator_name,
+            settings,
+            overrides,
+            documents,
+            today_from,
+        ),
+        progress=lambda p: err.print(progress_line(p), highlight=False, markup=False),
+    )
+    try:
+        summary = suite.run()
+    except KeyboardInterrupt:
+        err.print(
+            f"interrupted: what is done is in {folder}; run the same command to resume",
+            highlight=False,
+        )
+        raise typer.Exit(130) from None
+    if as_json:
+        _print_json({"folder": str(folder), **summary})
+        return
+    out.print("\n".join(summary_lines(summary, str(folder))), highlight=False, markup=False)
+
+
+def _ingest_for_eval(
+    settings: Settings, store: ChromaStore, embedder: Embedder, path: Path
+) -> None:
+    """`kb eval run --ingest`: sync as `kb ingest` does (audited), the report on stderr."""
+    report = build_ingester(settings, store, embedder).sync(path)
+    build_audit_log(settings).append(
+        _cli_actor(), AuditAction.INGEST, str(path.resolve()), report.summary()
+    )
+    err.print(f"ingest {path}: ", end="", highlight=False)
+    _print_report(report, console=err)
+
+
+@eval_app.command("compare")
+def eval_compare(
+    run_a: Annotated[Path, typer.Argument(help="The run compared against (e.g. main's).")],
+    run_b: Annotated[Path, typer.Argument(help="The run to judge.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Per-metric B - A with paired bootstrap 95% intervals over the questions both runs
+    answered, and the questions that flipped."""
+    from evals.compare import Run, compare, compare_lines
+
+    result = compare(Run.load(run_a), Run.load(run_b))
+    if as_json:
+        _print_json(result)
+        return
+    out.print("\n".join(compare_lines(result)), highlight=False, markup=False)
+
+
+@eval_app.command("gate")
+def eval_gate(
+    run: Annotated[Path, typer.Argument(help="The run folder to check.")],
+    thresholds: Annotated[
+        Path, typer.Option(help="YAML: per metric a min floor, a max ceiling, a max_drop.")
+    ],
+    baseline: Annotated[
+        Path | None, typer.Option(help="The run max_drop is measured against.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
+) -> None:
+    """Check a run against thresholds: exit 1 listing the failed checks, 0 when all pass."""
+    from evals.compare import Run, gate, gate_json
+
+    checks = gate(Run.load(run), thresholds, Run.load(baseline) if baseline else None)
+    result = gate_json(checks)
+    if as_json:
+        _print_json(result)
+    else:
+        for check in checks:
+            out.print(check.line(), highlight=False, markup=False)
+        failed = [c for c in checks if not c.passed]
+        verdict = f"{len(failed)} of {len(checks)} checks failed" if failed else "all passed"
+        names = f": {', '.join(f'{c.metric} ({c.rule})' for c in failed)}" if failed else ""
+        out.print(f"gate: {verdict}{names}", highlight=False, markup=False)
+    if not result["passed"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:
