@@ -41,6 +41,53 @@ _DONT_KNOW_SENTENCE = re.compile(
     r"[^.!?\n]*" + _DONT_KNOW.pattern + r"[^.!?\n]*[.!?]?(?:\s*\[[\d,\s]+\])*", re.I
 )
 _REFERS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|there|he|she|one)\b", re.I)
+# A follow-up that goes on from the previous question ("and what do we check after go-live?").
+_CONTINUES = re.compile(r"^\s*(?:and|also|then|plus|what about|how about)\b", re.I)
+_TOPIC_WORD = re.compile(r"[^\W\d_][\w-]{3,}")  # four letters or more
+_NOT_TOPIC = frozenset(
+    [
+        "what",
+        "which",
+        "when",
+        "where",
+        "whom",
+        "whose",
+        "does",
+        "have",
+        "with",
+        "about",
+        "that",
+        "this",
+        "there",
+        "they",
+        "them",
+        "from",
+        "should",
+        "would",
+        "could",
+        "will",
+        "into",
+        "than",
+        "then",
+        "also",
+        "some",
+        "your",
+        "their",
+    ]
+)
+
+
+def _carries_topic(previous: str, question: str, rewritten: str) -> bool:
+    """Whether a rewritten follow-up keeps a word of the previous question's topic that the
+    follow-up itself lacks. The shipped 1.5B model rewrote "and what do we check by hand
+    after go-live?", asked after "How do we deploy document processing?", as "What do we
+    check by hand after go-live?": retrieval then found another document's go-live."""
+
+    def words(text: str) -> set[str]:
+        return {w.lower() for w in _TOPIC_WORD.findall(text)} - _NOT_TOPIC
+
+    topic = words(previous) - words(question)
+    return not topic or bool(topic & words(rewritten))
 
 
 @dataclass(frozen=True)
@@ -251,9 +298,10 @@ class Assistant:
         if not previous:
             return question
         rewritten = self._generator.rewrite(history, question)
-        if rewritten:
+        continues = bool(_REFERS_BACK.search(question) or _CONTINUES.match(question))
+        if rewritten and (not continues or _carries_topic(previous[-1], question, rewritten)):
             return rewritten
-        if _REFERS_BACK.search(question) or len(question.split()) <= 4:
+        if continues or len(question.split()) <= 4:
             return f"{previous[-1]} {question}"
         return question
 

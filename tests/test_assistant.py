@@ -253,6 +253,37 @@ def test_a_follow_up_is_made_standalone(
     assert assistant.standalone("who owns it?", []) == "who owns it?"
 
 
+class _Rewriting(ScriptedGenerator):
+    def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
+        return self.reply
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "standalone"),
+    [
+        # the model dropped the topic the follow-up goes on from: the previous question comes
+        (
+            "What do we check by hand after go-live?",
+            "How do we deploy document processing? and what do we check by hand after go-live?",
+        ),
+        # the model kept it
+        (
+            "What do we check by hand after a document processing go-live?",
+            "What do we check by hand after a document processing go-live?",
+        ),
+    ],
+)
+def test_a_rewritten_follow_up_keeps_the_topic_it_goes_on_from(
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder, rewrite: str, standalone: str
+) -> None:
+    assistant = _assistant(retriever, _Rewriting(rewrite), embedder)
+    history = [Turn("user", "How do we deploy document processing?"), Turn("assistant", "1. ...")]
+    follow_up = "and what do we check by hand after go-live?"
+    assert assistant.standalone(follow_up, history) == standalone
+    # a new question, not a follow-up, takes the model's rewrite as it is
+    assert assistant.standalone("What is the AI-07 form?", history) == rewrite
+
+
 def test_instructions_inside_sources_are_framed_as_data() -> None:
     from tests.test_citations import _hit
 
