@@ -77,6 +77,13 @@ _NOT_TOPIC = frozenset(
 )
 
 
+def _following(question: str, previous: str) -> str:
+    """The follow-up first, so that its own wording chooses the answer's shape (a "how do
+    we ...?" before it made "and what do we check after go-live?" a procedure, answered with
+    the previous answer's steps again), then the question it goes on from."""
+    return f"{question.rstrip(' ?!.')} (following: {previous.rstrip(' ?!.')})?"
+
+
 def _carries_topic(previous: str, question: str, rewritten: str) -> bool:
     """Whether a rewritten follow-up keeps a word of the previous question's topic that the
     follow-up itself lacks. The shipped 1.5B model rewrote "and what do we check by hand
@@ -302,7 +309,7 @@ class Assistant:
         if rewritten and (not continues or _carries_topic(previous[-1], question, rewritten)):
             return rewritten
         if continues or len(question.split()) <= 4:
-            return f"{previous[-1]} {question}"
+            return _following(question, previous[-1])
         return question
 
     def _compose(

@@ -15,6 +15,7 @@ import pytest
 from assistant.generators import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages
 from assistant.service import Assistant, AssistantOptions, Final, Found, Token
+from assistant.shapes import Shape, question_shape
 from assistant.sources import Source
 from index.embedding import SentenceTransformerEmbedder
 from index.filters import Principal
@@ -247,7 +248,7 @@ def test_a_follow_up_is_made_standalone(
     assistant = _assistant(retriever, ScriptedGenerator("x"), embedder)
     history = [Turn("user", "How long are KAIG prompts kept?"), Turn("assistant", "90 days [1].")]
     assert assistant.standalone("and who owns that?", history) == (
-        "How long are KAIG prompts kept? and who owns that?"
+        "and who owns that (following: How long are KAIG prompts kept)?"
     )
     assert assistant.standalone("What is the AI-07 form?", history) == "What is the AI-07 form?"
     assert assistant.standalone("who owns it?", []) == "who owns it?"
@@ -264,7 +265,8 @@ class _Rewriting(ScriptedGenerator):
         # the model dropped the topic the follow-up goes on from: the previous question comes
         (
             "What do we check by hand after go-live?",
-            "How do we deploy document processing? and what do we check by hand after go-live?",
+            "and what do we check by hand after go-live (following: How do we deploy document "
+            "processing)?",
         ),
         # the model kept it
         (
@@ -280,6 +282,7 @@ def test_a_rewritten_follow_up_keeps_the_topic_it_goes_on_from(
     history = [Turn("user", "How do we deploy document processing?"), Turn("assistant", "1. ...")]
     follow_up = "and what do we check by hand after go-live?"
     assert assistant.standalone(follow_up, history) == standalone
+    assert question_shape(standalone, ["playbook"]) is Shape.FACT  # not the steps again
     # a new question, not a follow-up, takes the model's rewrite as it is
     assert assistant.standalone("What is the AI-07 form?", history) == rewrite
 
