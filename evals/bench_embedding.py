@@ -24,10 +24,8 @@ on both datasets in both modes; the verdict is printed and kept in the JSON.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -58,10 +56,10 @@ from evals.benchkit import (
     configure_runtime,
     format_table,
     latency_ms,
-    machine,
     percentiles,
     phase,
     prepare_roots,
+    stamped_run,
     verdict,
     write_json,
 )
@@ -386,16 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_runtime()
     os.environ.setdefault("KB_TODAY", GOLDEN_TODAY)
     args = parse_args(argv)
-    started = dt.datetime.now(dt.UTC)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    with clock() as elapsed, tempfile.TemporaryDirectory(prefix="kb-bench-embed-") as tmp:
-        result = bench(Path(tmp), args)
-    result = {
-        "started_at": started.isoformat(timespec="seconds"),
-        "run_seconds": round(elapsed().wall, 1),
-        "machine": {**machine(), "load_average_at_start": load_before},
-        **result,
-    }
+    result = stamped_run("kb-bench-embed-", lambda workdir: bench(workdir, args))
     write_json(args.out, result)
     lines = ["", *speed_lines(result["speed"]), ""]
     lines += quality_lines(result["quality"], result["rule"])

@@ -44,7 +44,6 @@ import logging
 import os
 import resource
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
@@ -76,11 +75,11 @@ from evals.benchkit import (
     configure_runtime,
     format_table,
     latency_ms,
-    machine,
     percentiles,
     phase,
     prepare_roots,
     read_jsonl,
+    stamped_run,
     verdict,
     write_json,
 )
@@ -1267,17 +1266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_runtime()
     os.environ.setdefault("KB_TODAY", GOLDEN_TODAY)
     args = parse_args(argv)
-    started = dt.datetime.now(dt.UTC)
-    load_before = [round(x, 2) for x in os.getloadavg()]
-    with clock() as elapsed, tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:
-        result = bench(Path(tmp), args)
-    result = {
-        "started_at": started.isoformat(timespec="seconds"),
-        "run_seconds": round(elapsed().wall, 1),
-        "machine": {**machine(), "load_average_at_start": load_before},
-        "targets": targets(result),
-        **result,
-    }
+    result = stamped_run("kb-bench-", lambda workdir: bench(workdir, args))
+    result["targets"] = targets(result)
     out = out_path(args)
     write_json(out, result)
     print_report(result)

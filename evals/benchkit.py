@@ -4,6 +4,7 @@ sidecars, the plain LlamaIndex baseline of ../shared/DESIGN.md
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -78,6 +79,21 @@ def clock() -> Iterator[Callable[[], Span]]:
     end: list[Span] = []
     yield lambda: (end[0] if end else Span.now()) - start
     end.append(Span.now())
+
+
+def stamped_run(prefix: str, run: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """`run(workdir)` in a temporary folder, its result stamped with when it started, how long
+    it took and the machine with its load at the start (bench_retrieval, bench_embedding)."""
+    started = dt.datetime.now(dt.UTC)
+    load_before = [round(x, 2) for x in os.getloadavg()]
+    with clock() as elapsed, tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        result = run(Path(tmp))
+    return {
+        "started_at": started.isoformat(timespec="seconds"),
+        "run_seconds": round(elapsed().wall, 1),
+        "machine": {**machine(), "load_average_at_start": load_before},
+        **result,
+    }
 
 
 @dataclass

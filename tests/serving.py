@@ -1,5 +1,5 @@
 """The app in a real uvicorn server on a loopback port, for tests that need real HTTP (the
-OpenAI client, a browser)."""
+OpenAI client, a browser); and the services behind an in-process TestClient."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from dataclasses import dataclass
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.deps import Services
 from api.settings import Settings
 from tests.conftest import free_port
 
@@ -44,3 +46,9 @@ def serving(settings: Settings, start_timeout_s: float = 120) -> Iterator[Live]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def services(client: TestClient) -> Services:
+    """The services the app behind `client` was built with."""
+    found: Services = client.app.state.services  # type: ignore[attr-defined]
+    return found

@@ -16,7 +16,6 @@ from starlette.types import Message, Receive, Scope, Send
 
 from api.app import create_app
 from api.assembly import build_embedder, build_ingester, build_store
-from api.deps import Services
 from api.keys import KeyStore, Role
 from api.limits import BodySizeLimit, Limit
 from api.settings import Settings
@@ -26,6 +25,7 @@ from index.store import ChromaStore
 from ingest.sync import Ingester
 from tests.conftest import markdown, write
 from tests.samples import make_docx, make_html, make_pdf
+from tests.serving import services
 
 UPLOAD_MAX = 300_000
 KEYS: dict[str, str] = {}
@@ -70,11 +70,6 @@ def client(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[T
 
 def as_(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[who]}"}
-
-
-def services(client: TestClient) -> Services:
-    found: Services = client.app.state.services  # type: ignore[attr-defined]
-    return found
 
 
 def upload(

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.assembly import build_embedder, build_ingester, build_review_store, build_store
-from api.deps import Services
 from api.keys import KeyStore, Role
 from api.settings import Settings
 from assistant.audit import AuditAction, AuditLog
@@ -26,6 +25,7 @@ from assistant.review import OUTDATED_BOOST_DAYS, review_queue, urgency
 from index.records import DocumentMeta, DocumentRecord
 from index.reviews import StoredReview
 from tests.conftest import markdown, write
+from tests.serving import services
 from tests.test_cli import kb
 
 CORPUS = Path(__file__).parents[1] / "corpus"
@@ -72,11 +72,6 @@ def client(settings: Settings, corpus: Path) -> Iterator[TestClient]:
 
 def as_(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {KEYS[who]}"}
-
-
-def services(client: TestClient) -> Services:
-    found: Services = client.app.state.services  # type: ignore[attr-defined]
-    return found
 
 
 def key_id(who: str) -> str:
