@@ -25,6 +25,8 @@ from assistant.audit import AUDIT_FILE, AuditLog
 from assistant.citations import CheckOptions
 from assistant.context import ContextOptions
 from assistant.generators import Generator, GeneratorConfig, make_generator
+from assistant.kb_health import KBHealth
+from assistant.projects import ProjectFinder
 from assistant.querylog import QueryLog
 from assistant.service import Assistant, AssistantOptions
 from assistant.signoff import SignOff
@@ -178,6 +180,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     assistant = build_assistant(settings, retriever, cached, build_generator(settings, cached))
     ingester = build_ingester(settings, store, embedder)
     audit = build_audit_log(settings)
+    query_log = QueryLog(settings.query_log_path)
     return Services(
         store=store,
         retriever=retriever,
@@ -186,13 +189,15 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         uploader=Uploader(ingester, store, settings.corpus_dir, settings.upload_max_bytes),
         keys=KeyStore(settings.keys_path),
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
-        query_log=QueryLog(settings.query_log_path),
+        query_log=query_log,
         metrics=metrics,
         corpus_dir=settings.corpus_dir,
         today=settings.today_date,
         dev_auth=settings.auth == "dev",
         audit=audit,
         signoff=build_signoff(settings, store, audit),
+        projects=build_projects(settings, store, retriever, cached),
+        health=build_kb_health(settings, store, query_log),
     )
 
 
@@ -209,3 +214,22 @@ def build_audit_log(settings: Settings) -> AuditLog:
 
 def build_signoff(settings: Settings, store: ChromaStore, audit: AuditLog) -> SignOff:
     return SignOff(store, build_review_store(settings), audit, settings.today_date)
+
+
+# -- governance views: similar projects, knowledge-base health ----------------------------------
+
+
+def build_projects(
+    settings: Settings, store: ChromaStore, retriever: HybridRetriever, embedder: Embedder
+) -> ProjectFinder:
+    return ProjectFinder(retriever, store, embedder, settings.today_date)
+
+
+def build_kb_health(settings: Settings, store: ChromaStore, query_log: QueryLog) -> KBHealth:
+    return KBHealth(
+        store,
+        query_log,
+        settings.today_date,
+        stale_target=settings.stale_target,
+        eval_runs=settings.eval_runs_dir,
+    )

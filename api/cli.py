@@ -27,6 +27,8 @@ from api.assembly import (
     build_embedder,
     build_generator,
     build_ingester,
+    build_kb_health,
+    build_projects,
     build_retriever,
     build_signoff,
     build_store,
@@ -36,12 +38,15 @@ from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
 from api.streaming import shown
 from assistant.audit import AuditAction, AuditEntry
+from assistant.kb_health import DEFAULT_DAYS, DEFAULT_GAPS, HealthReport
+from assistant.projects import ProjectMatches, ProjectQuery
 from assistant.querylog import Asker, QueryLog
 from assistant.review import QUEUE_CSV_COLUMNS, OwnerQueue, queue_from_log, queue_rows
 from assistant.service import Answer, Found, Token
 from assistant.signoff import Reviewer, ReviewResult
 from index.embedding import Embedder
 from index.errors import InvalidRequestError, KBError
+from index.facets import FacetCount
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.integrity import CheckReport, check
@@ -843,6 +848,143 @@ def eval_gate(
         out.print(f"gate: {verdict}{names}", highlight=False, markup=False)
     if not result["passed"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def projects(
+    description: Annotated[
+        str | None, typer.Argument(help="The project, described in words (or give --doc).")
+    ] = None,
+    doc: Annotated[
+        str | None, typer.Option("--doc", help="A document id: projects similar to it.")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many documents.")] = None,
+    department: Annotated[
+        list[str] | None, typer.Option(help="Only these departments (repeatable).")
+    ] = None,
+    exclude_department: Annotated[
+        list[str] | None, typer.Option(help="Not these departments (repeatable).")
+    ] = None,
+    include_own_department: Annotated[
+        bool, typer.Option(help="With --doc: also its own department's documents.")
+    ] = False,
+    group: Annotated[
+        list[str] | None, typer.Option(help="Search as a member of these groups.")
+    ] = None,
+    admin: Annotated[bool, typer.Option(help="Search as an administrator (sees all).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Prior projects: the lessons learned, showcases and vendor evaluations of other
+    departments closest to a description or to a document (--doc: itself and, unless
+    --include-own-department, its department left out), each with its main lesson."""
+    settings = _settings()
+    store = build_store(settings)
+    embedder = build_answer_embedder(settings, build_embedder(settings))
+    finder = build_projects(settings, store, build_retriever(settings, store, embedder), embedder)
+    query = ProjectQuery(
+        text=description,
+        doc_id=doc,
+        limit=limit,
+        departments=tuple(department or []),
+        exclude_departments=tuple(exclude_department or []),
+        include_own_department=include_own_department,
+    )
+    try:
+        found = finder.similar(query, Principal.of(*(group or []), admin=admin))
+    except InvalidRequestError as exc:  # name the arguments this command has
+        option = {"q": "description (or --doc)", "limit": "--limit"}.get(exc.parameter)
+        raise InvalidRequestError(option or exc.parameter, exc.reason) from None
+    if as_json:
+        _print_json(asdict(found))
+        return
+    _print_projects(found)
+
+
+def _print_projects(found: ProjectMatches) -> None:
+    out.print(found.note, style="dim", highlight=False)
+    if not found.projects:
+        out.print("no similar projects")
+    for rank, p in enumerate(found.projects, start=1):
+        facts = ", ".join(str(f) for f in (p.department, p.vendor, p.outcome, p.year) if f)
+        stale = " [yellow](past review date)[/yellow]" if p.stale else ""
+        similarity = f"{p.similarity:.3f}" if p.similarity is not None else "keywords"
+        out.print(
+            f"[bold]{rank}. {p.project or p.title}[/bold] ({facts}){stale}  {similarity}",
+            highlight=False,
+        )
+        out.print(f"   {p.doc_id}: {p.title} [{p.doc_type}]", style="dim", highlight=False)
+        if p.lesson:
+            out.print(f"   {p.lesson}", highlight=False, markup=False)
+
+
+@app.command()
+def health(
+    days: Annotated[int, typer.Option(min=1, max=365, help="Usage over the last N days.")] = (
+        DEFAULT_DAYS
+    ),
+    gaps: Annotated[int, typer.Option(min=0, help="At most this many gaps.")] = DEFAULT_GAPS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Knowledge-base health, over every document (as an admin): documents by department and
+    type, stale share against KB_STALE_TARGET, documents without an owner, questions a day,
+    refusal and thumbs-down rates, top gaps, latest evaluation scores."""
+    settings = _settings()
+    log = QueryLog(settings.query_log_path)
+    report = build_kb_health(settings, build_store(settings), log).report(
+        Principal.of(admin=True), days=days, gaps=gaps
+    )
+    log.close()
+    if as_json:
+        _print_json(asdict(report))
+        return
+    _print_health(report)
+
+
+def _print_health(report: HealthReport) -> None:
+    def counts(values: list[FacetCount]) -> str:
+        return ", ".join(f"{c.value} {c.count}" for c in values) or "none"
+
+    out.print(f"[bold]{report.documents} documents[/bold] (review dates as of {report.today})")
+    out.print(f"by department: {counts(report.by_department)}", highlight=False)
+    out.print(f"by type: {counts(report.by_type)}", highlight=False)
+    out.print(f"by status: {counts(report.by_status)}", highlight=False)
+    s = report.stale
+    share = f"{s.share:.1%}" if s.share is not None else "n/a"
+    verdict = "[red]over target[/red]" if s.over_target else "[green]within target[/green]"
+    out.print(
+        f"stale: {s.stale} of {s.active} active documents ({share}; target {s.target:.0%}) "
+        f"{verdict}; never reviewed {s.never_reviewed}",
+        highlight=False,
+    )
+    owners = ", ".join(report.without_owner) or "none"
+    out.print(f"without an owner: {len(report.without_owner)} ({owners})", highlight=False)
+    _print_usage(report)
+    for run in report.evaluations:
+        scores = ", ".join(f"{k} {v:g}" for k, v in run.scores.items())
+        out.print(
+            f"eval {run.dataset} ({run.status}, {run.written_at}, {run.generator}): {scores}",
+            highlight=False,
+        )
+    if not report.evaluations:
+        out.print("no evaluation runs yet (`kb eval run`)")
+
+
+def _print_usage(report: HealthReport) -> None:
+    u = report.usage
+
+    def rate(value: float | None) -> str:
+        return f"{value:.1%}" if value is not None else "n/a"
+
+    out.print(
+        f"last {u.days} days (since {u.since}): {u.questions} questions, "
+        f"refused {u.refused} ({rate(u.refusal_rate)}), thumbs down {u.thumbs_down} of "
+        f"{u.rated} rated ({rate(u.thumbs_down_rate)})",
+        highlight=False,
+    )
+    busy = [f"{d.day} {d.questions}" for d in u.per_day if d.questions]
+    out.print(f"questions per day: {', '.join(busy) or 'none'}", highlight=False)
+    for gap in report.top_gaps:
+        out.print(f"gap ({gap.times_asked}x): {gap.question}", highlight=False, markup=False)
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.uploads import Uploader
 from assistant.audit import AuditLog
+from assistant.kb_health import KBHealth
+from assistant.projects import ProjectFinder
 from assistant.querylog import Asker, QueryLog
 from assistant.service import Answer, Assistant
 from assistant.signoff import SignOff
@@ -53,6 +55,8 @@ class Services:
     dev_auth: bool  # KB_AUTH=dev: no keys, every request acts as an admin
     audit: AuditLog  # who changed what: reviews, uploads, syncs (assistant/audit.py)
     signoff: SignOff  # marks documents reviewed (assistant/signoff.py)
+    projects: ProjectFinder  # similar projects of other departments (assistant/projects.py)
+    health: KBHealth  # knowledge-base health for the CoE (assistant/kb_health.py)
     ingest_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:

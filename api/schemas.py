@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from assistant.projects import ProjectOptions, ProjectQuery
 from assistant.prompt import Turn
 from assistant.querylog import FeedbackReason, Rating
 from index.facets import FACET_NAMES, FacetCount, FacetName
@@ -144,4 +145,105 @@ class ReviewIn(BaseModel):
     )
     note: str | None = Field(
         None, max_length=2000, description="What was checked or changed, for the audit log."
+    )
+
+
+class SimilarProjectsQuery(BaseModel):
+    """`GET /v1/projects/similar`: a project described in words (`q`) or a document of the
+    base (`doc_id`), exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is named, not ignored
+
+    q: str | None = Field(
+        None,
+        min_length=1,
+        max_length=2000,
+        description="The project, described in words.",
+        examples=["a chatbot that answers customers' order questions"],
+    )
+    doc_id: str | None = Field(
+        None,
+        max_length=200,
+        description="A document of the base: projects similar to it, itself left out.",
+        examples=["expense-receipt-ocr-lessons"],
+    )
+    limit: int = Field(
+        ProjectOptions.default_limit,
+        ge=1,
+        le=ProjectOptions.max_limit,
+        description="At most this many documents.",
+    )
+    department: list[str] = Field(
+        default_factory=list, description="Only documents of these departments."
+    )
+    exclude_department: list[str] = Field(
+        default_factory=list, description="No documents of these departments."
+    )
+    include_own_department: bool = Field(
+        False,
+        description="With `doc_id`: also documents of its own department (left out by default; "
+        "naming it in `department` includes it too).",
+    )
+
+    def to_query(self) -> ProjectQuery:
+        return ProjectQuery(
+            text=self.q,
+            doc_id=self.doc_id,
+            limit=self.limit,
+            departments=tuple(self.department),
+            exclude_departments=tuple(self.exclude_department),
+            include_own_department=self.include_own_department,
+        )
+
+
+class SimilarProjectOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    doc_id: str
+    title: str
+    department: str
+    doc_type: str
+    project: str | None
+    vendor: str | None
+    outcome: str | None
+    year: int | None
+    lesson: str | None = Field(
+        description="Its main lesson: of the sentences of its lesson and advice sections (else "
+        "its summary or decision sections, else its best chunk), the one closest to the "
+        "description."
+    )
+    similarity: float | None = Field(
+        description="Cosine similarity of its best chunk to the description (the ranking); "
+        "null when only keyword search found it (ranked after the others)."
+    )
+    score: float = Field(description="Fused retrieval score of its best chunk (0..1).")
+    stale: bool = Field(description="Past its review date.")
+    review_date: str | None
+    path: str
+
+
+class SourceDocumentOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    doc_id: str
+    title: str
+    department: str
+
+
+class SimilarProjectsOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    basis: Literal["document", "description"] = Field(
+        description="What the similarity is to: the given document, or the description."
+    )
+    source: SourceDocumentOut | None = Field(description="The given document, if any.")
+    doc_types: list[str] = Field(description="The document types searched.")
+    departments: list[str] = Field(description="Only these departments, when asked for.")
+    excluded_departments: list[str] = Field(
+        description="Departments left out: those asked for, and the given document's own."
+    )
+    note: str = Field(description="What was left out, in words.")
+    projects: list[SimilarProjectOut] = Field(
+        description="One entry per document, most similar first; only documents the caller "
+        "may read are ever candidates."
     )

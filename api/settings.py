@@ -20,6 +20,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from assistant.citations import CheckOptions
 from assistant.context import ContextOptions
 from assistant.generators import GeneratorConfig
+from assistant.kb_health import STALE_TARGET
 from assistant.service import AssistantOptions
 from index.embedding import BATCH_SIZE, CACHE_ENTRIES, EMBEDDERS, EmbedderConfig
 from index.hybrid import RetrievalOptions
@@ -243,6 +244,14 @@ class Settings(BaseSettings):
         description="Override today's date (YYYY-MM-DD) for review-date checks; "
         "for reproducible runs and tests.",
     )
+    stale_target: float = Field(
+        STALE_TARGET,
+        ge=0,
+        le=1,
+        description="Share of active documents (neither superseded nor retired) the CoE "
+        "tolerates past their review date; `kb health` and `GET /v1/health/kb` flag a base "
+        "above it (0.10: one document in ten).",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="Log level of the service and the CLI."
     )
@@ -316,6 +325,12 @@ class Settings(BaseSettings):
     @property
     def query_log_path(self) -> Path:
         return self.data_dir / "queries.sqlite"
+
+    @property
+    def eval_runs_dir(self) -> Path:
+        """Where `kb eval run` puts run folders by default (`--out` elsewhere is not seen by
+        `kb health`)."""
+        return self.data_dir / "evals"
 
     @property
     def keyword_index_path(self) -> Path:

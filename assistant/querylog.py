@@ -3,9 +3,10 @@ latency) and the feedback on it, in a small SQLite file under `KB_DATA_DIR`.
 
 It is what governance reads: how often each document is cited (the review queue ranks stale
 documents people actually rely on), which questions the base could not answer (the knowledge-gap
-report), and how many answers citing each document readers marked down (the review queue
-again, whose urgency also counts thumbs down given for being "outdated"). The comment given
-with feedback is stored for whoever investigates; no report reads it yet.
+report), how many answers citing each document readers marked down (the review queue again,
+whose urgency also counts thumbs down given for being "outdated"), and questions a day,
+refusals and thumbs down over a period (knowledge-base health, assistant/kb_health.py). The
+comment given with feedback is stored for whoever investigates; no report reads it yet.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ class Gap:
     last_asked: str
     reasons: list[str]
     nearby: list[str]
+
+
+@dataclass(frozen=True)
+class AnswerStats:
+    """Answers given over a period, how many were refusals, and the feedback on them."""
+
+    answers: int
+    refused: int
+    rated: int  # answers that got any feedback
+    thumbs_down: int  # answers that got a thumbs down
 
 
 @dataclass(frozen=True)
@@ -226,3 +237,28 @@ class QueryLog:
         gaps.sort(key=lambda g: g.last_asked, reverse=True)
         gaps.sort(key=lambda g: g.times_asked, reverse=True)  # stable: recent first among ties
         return gaps[:limit]
+
+    def questions_per_day(self, since: dt.date) -> dict[str, int]:
+        """Answers given (refusals included) per day (UTC, `YYYY-MM-DD`) from `since` on;
+        days without any are left out."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT substr(at, 1, 10), COUNT(*) FROM answers WHERE at >= ? GROUP BY 1",
+                (since.isoformat(),),
+            ).fetchall()
+        return {str(day): int(count) for day, count in rows}
+
+    def answer_stats(self, since: dt.date) -> AnswerStats:
+        """Answers given from `since` on (UTC): refused, rated, and marked down."""
+        with self._lock:
+            answers, refused = self._db.execute(
+                "SELECT COUNT(*), COALESCE(SUM(refused), 0) FROM answers WHERE at >= ?",
+                (since.isoformat(),),
+            ).fetchone()
+            rated, down = self._db.execute(
+                "SELECT COUNT(DISTINCT f.answer_id), "
+                "COUNT(DISTINCT CASE WHEN f.rating = 'down' THEN f.answer_id END) "
+                "FROM feedback f JOIN answers a ON a.answer_id = f.answer_id WHERE a.at >= ?",
+                (since.isoformat(),),
+            ).fetchone()
+        return AnswerStats(answers, refused, rated, down)

@@ -48,6 +48,7 @@ class SearchFilters:
     """Restrictions on which documents a search draws from. Lists mean "any of"."""
 
     departments: tuple[str, ...] = ()
+    exclude_departments: tuple[str, ...] = ()  # none of these (similar projects: other ones)
     doc_types: tuple[str, ...] = ()
     statuses: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
@@ -65,6 +66,7 @@ class SearchFilters:
         cls,
         *,
         department: str | Iterable[str] | None = None,
+        exclude_department: str | Iterable[str] | None = None,
         doc_type: str | Iterable[str] | None = None,
         status: str | Iterable[str] | None = None,
         tags: str | Iterable[str] | None = None,
@@ -72,6 +74,7 @@ class SearchFilters:
     ) -> SearchFilters:
         return cls(
             departments=_tuple(department),
+            exclude_departments=_tuple(exclude_department),
             doc_types=_tuple(doc_type),
             statuses=_tuple(status),
             tags=_tuple(tags),
@@ -114,6 +117,8 @@ def build_where(filters: SearchFilters, principal: Principal, today: dt.date) ->
         clauses.append(acl)
     if filters.departments:
         clauses.append(_any_of("department", filters.departments))
+    if filters.exclude_departments:
+        clauses.append({"department": {"$nin": list(filters.exclude_departments)}})
     if filters.doc_types:
         clauses.append(_any_of("doc_type", filters.doc_types))
     if filters.statuses:

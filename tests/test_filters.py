@@ -42,6 +42,7 @@ _record = st.fixed_dictionaries(
 _filters = st.builds(
     SearchFilters.build,
     department=st.one_of(st.none(), st.lists(st.sampled_from(DEPARTMENTS), max_size=2)),
+    exclude_department=st.one_of(st.none(), st.lists(st.sampled_from(DEPARTMENTS), max_size=2)),
     doc_type=st.one_of(st.none(), st.sampled_from(TYPES)),
     status=st.one_of(st.none(), st.lists(st.sampled_from(STATUSES), max_size=2)),
     tags=st.one_of(st.none(), st.lists(st.sampled_from(["ocr", "llm"]), max_size=2)),

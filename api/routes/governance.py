@@ -1,5 +1,5 @@
 """Governance: feedback on answers, and the knowledge-gap report (both from the query log);
-the audit log of changes."""
+the audit log of changes; the knowledge base's health."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from api.deps import AdminDep, CallerDep, ServicesDep, SpokeDep
 from api.keys import Role
 from api.schemas import FeedbackIn, FeedbackOut
 from assistant.audit import AuditAction, AuditEntry
+from assistant.kb_health import DEFAULT_DAYS, DEFAULT_GAPS, HealthReport
 from assistant.querylog import Asker, Gap
 
 router = APIRouter(tags=["governance"])
@@ -57,3 +58,19 @@ def audit_log(
     """The audit log (admin role): reviews, uploads, syncs and ingest runs, API key creation
     and revocation; who (key id, or `cli:<user>`), when, what, on what; newest first."""
     return services.audit.read(since=since, action=action, limit=limit)
+
+
+@router.get("/v1/health/kb", response_model=HealthReport)
+def kb_health(
+    services: ServicesDep,
+    caller: SpokeDep,
+    days: int = Query(DEFAULT_DAYS, ge=1, le=365, description="Usage over the last N days."),
+    gaps: int = Query(DEFAULT_GAPS, ge=0, le=50, description="At most this many gaps."),
+) -> HealthReport:
+    """Knowledge-base health (spoke or admin role, as the review queue and the gap report):
+    documents by department, type and status, the stale share against `KB_STALE_TARGET`,
+    documents without an owner, questions a day, refusal and thumbs-down rates, the top gaps,
+    and the latest evaluation run of each dataset. Documents are counted within the caller's
+    access (an admin's: all), so a restricted document is never counted for a spoke who may
+    not read it; a reader key gets 403."""
+    return services.health.report(caller.principal, days=days, gaps=gaps)
