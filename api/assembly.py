@@ -13,6 +13,7 @@ and a component built with no arguments behave alike (tests/test_settings.py che
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from api.deps import Services
 from api.keys import KeyStore
@@ -32,6 +33,7 @@ from assistant.service import Assistant, AssistantOptions
 from assistant.signoff import SignOff
 from index.embedding import CachedEmbedder, Embedder, EmbedderConfig, make_embedder
 from index.environment import use_offline_environment
+from index.filters import Principal
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
 from index.reviews import REVIEWS_FILE, ReviewStore
@@ -40,6 +42,9 @@ from ingest.chunking import ChunkingOptions
 from ingest.metadata import MetadataOptions
 from ingest.sources import mark_data_folder
 from ingest.sync import Ingester
+
+if TYPE_CHECKING:  # imported by build_local_knowledge_base when it runs
+    from api.llamaindex_surface import LocalKnowledgeBase
 
 
 def configure_runtime(settings: Settings) -> None:
@@ -167,6 +172,23 @@ def build_assistant(
         today=settings.today_date,
         options=assistant_options(settings),
     )
+
+
+def build_local_knowledge_base(
+    settings: Settings, principal: Principal, embedder: Embedder | None = None
+) -> LocalKnowledgeBase:
+    """The LlamaIndex surface in process (api/llamaindex_surface.py, docs/llamaindex.md), over
+    the assistant `kb ask` builds, asked as `principal`; `embedder`: a loaded one to share.
+    llama-index is imported here, when asked for, so that other commands do not load it."""
+    from api.llamaindex_surface import LocalKnowledgeBase
+
+    store = build_store(settings)
+    answering = build_answer_embedder(settings, embedder or build_embedder(settings))
+    retriever = build_retriever(settings, store, answering)
+    retriever.warm()
+    generator = build_generator(settings, answering)
+    assistant = build_assistant(settings, retriever, answering, generator)
+    return LocalKnowledgeBase(retriever, assistant, store, principal, settings.today_date)
 
 
 def build_services(settings: Settings, metrics: Metrics) -> Services:

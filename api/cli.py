@@ -738,15 +738,47 @@ def eval_run(
         Path | None,
         typer.Option("--ingest", help="Sync this folder into the store first (as kb ingest)."),
     ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            metavar="URL",
+            help="Evaluate an OpenAI-compatible chat completions endpoint (its base URL, "
+            "e.g. http://host:8000/v1) instead of our assistant.",
+        ),
+    ] = None,
+    endpoint_key: Annotated[
+        str | None,
+        typer.Option(help="API key for --endpoint (a Bearer token; runs record a SHA-256 prefix)."),
+    ] = None,
+    endpoint_model: Annotated[
+        str | None, typer.Option(help="Model for --endpoint (default: the first it lists).")
+    ] = None,
+    llamaindex: Annotated[
+        str | None,
+        typer.Option(
+            metavar="MODULE:FACTORY",
+            help="Evaluate the LlamaIndex query engine this factory returns instead of our "
+            "assistant (the module is imported from the working folder too).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Answer every question of a dataset with the live configuration (KB_* settings,
-    KB_DATA_DIR's store) or one changed by --set, and write records.jsonl and summary.json
-    into the run folder. Progress and ETA go to stderr; Ctrl-C keeps what is done."""
-    from evals.suite import Suite, assemble, check_store, header, run_today, with_overrides
+    KB_DATA_DIR's store) or one changed by --set, or with another system (--endpoint,
+    --llamaindex), and write records.jsonl and summary.json into the run folder. Progress and
+    ETA go to stderr; Ctrl-C keeps what is done."""
+    from evals.suite import Suite, check_store, header, run_today, with_overrides
     from evals.suite_data import resolve, select
     from evals.suite_report import progress_line, summary_lines
+    from evals.systems import Workbench, build_system, choose
 
+    choice = choose(
+        endpoint=endpoint,
+        key=endpoint_key,
+        model=endpoint_model,
+        llamaindex=llamaindex,
+        generator=generator,
+    )
     pairs = [*(set_ or []), *([f"generator={generator}"] if generator else [])]
     settings, overrides = with_overrides(_settings(), pairs)
     chosen = resolve(dataset)
@@ -758,23 +790,24 @@ def eval_run(
         _ingest_for_eval(settings, store, embedder, ingest_path)
     documents = store.documents()
     check_store(chosen, questions, documents, settings.data_dir)
-    assistant = assemble(settings, store, embedder, None)
+    system = build_system(choice, Workbench(settings, store, embedder, documents))
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = out_dir or settings.data_dir / "evals" / f"{chosen.name}-{stamp}"
     suite = Suite(
         questions,
-        assistant,
+        system,
         documents,
         folder,
         header(
             chosen,
             questions,
             limit,
-            assistant.generator_name,
+            system.generator,
             settings,
             overrides,
             documents,
             today_from,
+            system.describe(),
         ),
         progress=lambda p: err.print(progress_line(p), highlight=False, markup=False),
     )

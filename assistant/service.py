@@ -405,6 +405,13 @@ def _citation(source: Source, support: float, page: int | None, pages: set[int])
     )
 
 
+def says_dont_know(text: str) -> bool:
+    """Whether a generated answer is the verdict that the sources hold no answer (it opens
+    with "I don't know ...", or is empty): how the assistant tells a model's refusal, and how
+    evals/systems.py tells another system's."""
+    return not _without_dont_know(text)
+
+
 def _without_dont_know(text: str) -> str:
     """The answer without its "I don't know" sentences, or "" when it opens with one (the
     model's verdict). A model sometimes answers and then adds that it does not know (the rest

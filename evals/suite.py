@@ -1,12 +1,14 @@
 """The runner of the evaluation suites (`kb eval run`): every question of a dataset through the
-assistant as the product assembles it, one record per question in a run folder.
+assistant as the product assembles it (or through another system under test: evals/systems.py),
+one record per question in a run folder.
 
 A run folder holds `records.jsonl` (one line per question, appended and flushed as each is
 answered, so Ctrl-C keeps what is done) and `summary.json` (the configuration, the corpus
 fingerprint, the code version, the day staleness is judged on, and the metrics overall, per
 question type and per department of the expected document; evals/suite_metrics.py). Running
 again into the same folder skips the questions already recorded, provided the dataset, the
-generator, the settings and the corpus are the same: otherwise it refuses, naming what changed.
+system and generator, the settings and the corpus are the same: otherwise it refuses, naming what
+changed.
 """
 
 from __future__ import annotations
@@ -23,24 +25,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from api.assembly import (
-    build_answer_embedder,
-    build_assistant,
-    build_generator,
-    build_retriever,
-)
 from api.settings import Settings
 from assistant.service import Assistant
 from evals.bench_retrieval import GOLDEN_TODAY
 from evals.benchkit import REPO
 from evals.golden import DATASETS as GOLDEN_FORMAT_SETS
 from evals.suite_data import Dataset, SuiteQuestion, type_counts
-from evals.suite_metrics import all_metrics, score
-from index.embedding import Embedder
+from evals.suite_metrics import all_metrics
+from evals.systems import SystemUnderTest, as_system, record_of
 from index.errors import InputError, InvalidRequestError
-from index.filters import Principal
 from index.records import DocumentRecord
-from index.store import ChromaStore
 
 RECORDS = "records.jsonl"
 SUMMARY = "summary.json"
@@ -141,17 +135,6 @@ def code_version() -> dict[str, Any]:
     return {"commit": commit, "modified": bool(changes) if changes is not None else None}
 
 
-def assemble(
-    settings: Settings, store: ChromaStore, embedder: Embedder, generator: str | None
-) -> Assistant:
-    """The assistant as `kb ask` builds it, over this store, with this generator."""
-    answering = build_answer_embedder(settings, embedder)
-    retriever = build_retriever(settings, store, answering)
-    retriever.warm()
-    made = build_generator(settings, answering, generator)
-    return build_assistant(settings, retriever, answering, made)
-
-
 # -- the run folder ---------------------------------------------------------------------------
 
 
@@ -232,15 +215,20 @@ class Progress:
 
 @dataclass
 class Suite:
-    """One run: the questions, the assistant answering them, and the run folder."""
+    """One run: the questions, the system answering them (our assistant, or another system
+    under test: evals/systems.py), and the run folder."""
 
     questions: list[SuiteQuestion]
-    assistant: Assistant
+    answerer: Assistant | SystemUnderTest
     documents: list[DocumentRecord]
     folder: Path
     header: dict[str, Any]  # dataset, generator, configuration, corpus, code, today, ...
     progress: Callable[[Progress], None] = lambda p: None
     asked: list[str] = field(default_factory=list)  # ids asked in this session
+    system: SystemUnderTest = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.system = as_system(self.answerer)
 
     def run(self) -> dict[str, Any]:
         """Answer the questions not yet recorded, then write the summary; on Ctrl-C write the
@@ -252,12 +240,11 @@ class Suite:
         started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         write_summary(self.folder, self.summary(done, "running", started))
         departments = {d.doc_id: d.meta.department for d in self.documents}
-        threshold = self.assistant.options.check.threshold
         clock = time.perf_counter()
         try:
             with (self.folder / RECORDS).open("a", encoding="utf-8") as out:
                 for i, q in enumerate(todo, start=1):
-                    record = self.ask(q, departments, threshold)
+                    record = self.ask(q, departments)
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     out.flush()
                     done[q.id] = record
@@ -274,17 +261,10 @@ class Suite:
         write_summary(self.folder, summary)
         return summary
 
-    def ask(
-        self, q: SuiteQuestion, departments: dict[str, str], threshold: float
-    ) -> dict[str, Any]:
-        principal = Principal.of(*q.principal_groups)
-        context = self.assistant.prepare(q.question, principal=principal)
-        asked = time.perf_counter()
-        answer = self.assistant.ask(q.question, principal=principal)
-        latency = (time.perf_counter() - asked) * 1000
+    def ask(self, q: SuiteQuestion, departments: dict[str, str]) -> dict[str, Any]:
+        reply = self.system.answer(q)
         self.asked.append(q.id)
-        retrieved = [h.doc_id for h in context.hits]
-        return score(q, answer, retrieved, departments, latency, threshold)
+        return record_of(self.system, q, reply, departments)
 
     def summary(self, done: dict[str, dict[str, Any]], status: str, started: str) -> dict[str, Any]:
         records = [done[q.id] for q in self.questions if q.id in done]
@@ -308,8 +288,11 @@ def header(
     overrides: dict[str, str],
     documents: Sequence[DocumentRecord],
     today_from: str,
+    system: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What summary.json says about a run besides its metrics."""
+    """What summary.json says about a run besides its metrics. `system`: the system under
+    test's description (evals/systems.py), by default our assistant with `generator`; it is
+    part of the configuration, so a run is resumed and compared only with the same system."""
     present = {d.doc_id for d in documents}
     expected = {d for q in questions for d in q.expected_docs}
     return {
@@ -321,7 +304,10 @@ def header(
             "types": type_counts(questions),
         },
         "generator": generator,
-        "configuration": configuration(settings),
+        "configuration": {
+            **configuration(settings),
+            "system": system or {"kind": "assistant", "generator": generator},
+        },
         "overrides": overrides,
         "corpus": corpus(documents),
         "expected_docs_not_in_store": sorted(expected - present),

@@ -60,7 +60,7 @@ def progress_line(p: Progress) -> str:
         details.append(f"facts {len(r['key_facts_found'])}/{len(r['key_facts'])}")
     if r["first_rank"] is not None:
         details.append(f"rank {r['first_rank']}")
-    elif r["answerable"]:
+    elif r["answerable"] and r["retrieved"] is not None:  # None: the system does not say
         details.append("not retrieved")
     if r["leaked"]:
         details.append(f"LEAK {','.join(r['leaked'])}")

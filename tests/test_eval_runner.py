@@ -19,13 +19,13 @@ from api.settings import Settings
 from evals.suite import (
     Progress,
     Suite,
-    assemble,
     header,
     read_records,
     read_summary,
     run_today,
 )
 from evals.suite_data import Dataset, SuiteQuestion, load_csv, resolve, select
+from evals.systems import assemble
 from index.embedding import SentenceTransformerEmbedder
 from index.store import ChromaStore
 from tests.conftest import TODAY_STR, markdown, write
