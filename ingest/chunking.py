@@ -118,10 +118,12 @@ def _pieces(
     stack: list[tuple[int, str]] = []  # (depth, heading) of the open sections
     out: list[_Piece] = []
     texts: list[tuple[str, str, int | None]] = []
+    title_block: Block | None = None
     for block in blocks:
         if block.kind == "heading":
             heading = block.text.strip()
             if not stack and heading == title.strip():
+                title_block = title_block or block
                 continue  # the document title: already in every chunk's header
             while stack and stack[-1][0] >= block.depth:
                 stack.pop()
@@ -129,6 +131,10 @@ def _pieces(
             texts.append((heading, _path(stack), block.page))
             continue
         texts.append((block.text, _path(stack), block.page))
+    if not texts and title_block is not None:
+        # A document that is only its title (a one-line note the parser reads as a heading):
+        # the title is its text. Without it the document had no chunk (issue 17).
+        texts.append((title_block.text.strip(), "", title_block.page))
     counts = count_tokens([t for t, _, _ in texts]) if texts else []
     limit = options.max_tokens // 2
     for (text, section, page), tokens in zip(texts, counts, strict=True):

@@ -32,6 +32,14 @@ class Failure:
 DATA_MARKER = ".kb-data"
 
 
+# A symbolic link is followed only within the ingested tree: one leading out of it could pull
+# in files (a home folder, /etc) that whoever chose the folder never meant to publish.
+_OUTSIDE = (
+    "a symbolic link leading outside the ingested folder: not followed; copy the document"
+    " into the folder instead"
+)
+
+
 def _hidden(rel: Path) -> bool:
     return any(part.startswith((".", "_")) for part in rel.parts)
 
@@ -47,15 +55,19 @@ def mark_data_folder(folder: Path) -> None:
 def discover(root: Path) -> tuple[list[SourceFile], list[Failure]]:
     """Documents under `root` in a stable order, and files that cannot be documents.
     Hidden files and folders (a leading '.' or '_'), defaults files and data folders (marked
-    with DATA_MARKER) are skipped."""
+    with DATA_MARKER) are skipped; a symbolic link leading outside `root` is a failure."""
     files: list[SourceFile] = []
     failures: list[Failure] = []
     data_folders = {marker.parent for marker in root.rglob(DATA_MARKER)}
+    real_root = root.resolve()
     for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
         rel = path.relative_to(root)
         if _hidden(rel) or path.name == DEFAULTS_FILE:
             continue
         if data_folders and not data_folders.isdisjoint(path.parents):
+            continue
+        if not path.resolve().is_relative_to(real_root):
+            failures.append(Failure(rel.as_posix(), _OUTSIDE))
             continue
         if path.name.endswith(SIDECAR_SUFFIX):
             document = path.with_name(path.name[: -len(SIDECAR_SUFFIX)])

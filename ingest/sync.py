@@ -352,6 +352,8 @@ class Ingester:
             options=self._chunking,
             context=context,
         )
+        if not chunks:  # nothing to embed: a file's failure, not a crash of the whole run
+            raise DocumentError(source.path, "parsed to no text to index")
         return _Prepared(source, meta, item.content_hash, chunks, resolved.defaulted, context)
 
     def _context_line(self, rel: str, meta: DocumentMeta) -> str:
