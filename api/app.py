@@ -17,7 +17,17 @@ from api.assembly import build_services, configure_runtime
 from api.errors import install_error_handlers
 from api.limits import install_body_limits
 from api.metrics import Metrics, MetricsMiddleware
-from api.routes import admin, ask, chat, documents, governance, ops, projects, search
+from api.routes import (
+    admin,
+    ask,
+    chat,
+    conflicts,
+    documents,
+    governance,
+    ops,
+    projects,
+    search,
+)
 from api.routes.page import install_page
 from api.settings import Settings
 
@@ -65,7 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.upload_max_bytes,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts those 413s too
-    for module in (ops, search, ask, documents, governance, projects, chat, admin):
+    for module in (ops, search, ask, documents, governance, conflicts, projects, chat, admin):
         app.include_router(module.router)
     install_page(app)  # the chat page at `/`, its script and style under /web
     return app

@@ -24,7 +24,9 @@ from api.uploads import Uploader
 from assistant.actions import warm as warm_tagger
 from assistant.audit import AUDIT_FILE, AuditLog
 from assistant.citations import CheckOptions
+from assistant.conflicts import ConflictFinder
 from assistant.context import ContextOptions
+from assistant.gap_clusters import GapClusterOptions, GapClusters
 from assistant.generators import Generator, GeneratorConfig, make_generator
 from assistant.kb_health import KBHealth
 from assistant.projects import ProjectFinder
@@ -220,6 +222,8 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         signoff=build_signoff(settings, store, audit),
         projects=build_projects(settings, store, retriever, cached),
         health=build_kb_health(settings, store, query_log),
+        conflicts=build_conflicts(store, query_log, embedder),
+        gap_clusters=build_gap_clusters(settings, store, query_log, embedder),
     )
 
 
@@ -255,3 +259,21 @@ def build_kb_health(settings: Settings, store: ChromaStore, query_log: QueryLog)
         stale_target=settings.stale_target,
         eval_runs=settings.eval_runs_dir,
     )
+
+
+def build_gap_clusters(
+    settings: Settings, store: ChromaStore, query_log: QueryLog, embedder: Embedder
+) -> GapClusters:
+    """The gap report by topic; `embedder` is the plain one: a report's questions would push
+    the answering cache's out of it."""
+    options = GapClusterOptions(
+        refusal_threshold=settings.refusal_threshold,
+        departments=frozenset(settings.departments),
+    )
+    return GapClusters(query_log, store, embedder, settings.today_date, options)
+
+
+def build_conflicts(store: ChromaStore, query_log: QueryLog, embedder: Embedder) -> ConflictFinder:
+    """The supersession and conflict report; `embedder` is the plain one (not the answering
+    cache: a report's sentences would push the questions out of it)."""
+    return ConflictFinder(store, query_log, embedder)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -25,6 +26,7 @@ from api.assembly import (
     build_assistant,
     build_audit_log,
     build_embedder,
+    build_gap_clusters,
     build_generator,
     build_ingester,
     build_kb_health,
@@ -38,6 +40,9 @@ from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
 from api.streaming import shown
 from assistant.audit import AuditAction, AuditEntry
+from assistant.conflicts import DEFAULT_DAYS as CONFLICT_DAYS
+from assistant.conflicts import ConflictFinder
+from assistant.gap_clusters import GapClusterReport
 from assistant.kb_health import DEFAULT_DAYS, DEFAULT_GAPS, HealthReport
 from assistant.projects import ProjectMatches, ProjectQuery
 from assistant.querylog import Asker, QueryLog
@@ -340,11 +345,32 @@ def serve(
 
 @app.command()
 def gaps(
-    limit: Annotated[int, typer.Option(help="Show at most this many questions.")] = 30,
+    limit: Annotated[
+        int, typer.Option(help="Show at most this many questions (with --clusters: clusters).")
+    ] = 30,
+    clusters: Annotated[
+        bool,
+        typer.Option(
+            "--clusters",
+            help="Group refused and low-confidence questions by topic: a backlog of what to "
+            "write, largest first.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """The knowledge-gap report: questions the base could not answer, most asked first."""
-    found = QueryLog(_settings().query_log_path).gaps(limit)
+    settings = _settings()
+    query_log = QueryLog(settings.query_log_path)
+    if clusters:
+        store = build_store(settings)
+        service = build_gap_clusters(settings, store, query_log, build_embedder(settings))
+        report = service.report(Principal.of(admin=True), limit)
+        if as_json:
+            _print_json(asdict(report))
+        else:
+            _print_gap_clusters(report)
+        return
+    found = query_log.gaps(limit)
     if as_json:
         _print_json([asdict(g) for g in found])
         return
@@ -353,11 +379,33 @@ def gaps(
         table.add_row(
             str(gap.times_asked),
             gap.last_asked,
-            gap.question,
+            escape(gap.question),  # a question may hold brackets that read as markup
             "; ".join(gap.reasons),
             ", ".join(gap.nearby),
         )
     out.print(table)
+
+
+def _print_gap_clusters(report: GapClusterReport) -> None:
+    table = Table("asked", "refused", "weak", "askers", "topic", "departments", "nearest")
+    for cluster in report.clusters:
+        table.add_row(
+            str(cluster.questions),
+            str(cluster.refused),
+            str(cluster.low_confidence),
+            str(cluster.askers),
+            escape("\n".join([cluster.label, *(f"- {q}" for q in cluster.examples)])),
+            ", ".join(f"{d.department} {d.questions}" for d in cluster.departments),
+            escape("\n".join(f"{d.doc_id} ({d.title})" for d in cluster.nearest)),
+        )
+    out.print(table)
+    out.print(
+        f"{report.answers} answers: refused, or answered on a source under "
+        f"{report.low_confidence_below} relevance"
+        + (" (only the latest were read)" if report.truncated else ""),
+        highlight=False,
+        markup=False,
+    )
 
 
 @app.command()
@@ -1018,6 +1066,47 @@ def _print_usage(report: HealthReport) -> None:
     out.print(f"questions per day: {', '.join(busy) or 'none'}", highlight=False)
     for gap in report.top_gaps:
         out.print(f"gap ({gap.times_asked}x): {gap.question}", highlight=False, markup=False)
+
+
+@app.command()
+def conflicts(
+    days: Annotated[int, typer.Option(min=1, help="Citations of the last N days.")] = (
+        CONFLICT_DAYS
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Superseded documents answers still cite, superseded documents without a successor,
+    and pairs of current documents that state different values for the same detail."""
+    settings = _settings()
+    log = QueryLog(settings.query_log_path)
+    finder = ConflictFinder(build_store(settings), log, build_embedder(settings))
+    report = finder.report(Principal.of(admin=True), days=days)
+    log.close()
+    if as_json:
+        _print_json(asdict(report))
+        return
+    for use in report.cited_superseded:
+        out.print(
+            f"[bold]superseded, still cited[/bold] {use.doc_id}: {use.cited_recently} answers "
+            f"in {report.days} days ({use.cited} in all); replaced by "
+            f"{', '.join(use.superseded_by) or 'nothing'}; owner {use.owner}",
+            highlight=False,
+        )
+    for use in report.missing_successor:
+        out.print(
+            f"[bold]superseded, successor missing[/bold] {use.doc_id}; owner {use.owner}",
+            highlight=False,
+        )
+    for c in report.conflicts:
+        out.print(f"[bold]conflict[/bold] {c.similarity:.3f}  {c.detail}", highlight=False)
+        for p in (c.a, c.b):
+            where = f" ({p.section})" if p.section else ""
+            out.print(f"  {p.doc_id}{where}: {p.sentence}", highlight=False, markup=False)
+    out.print(
+        f"{len(report.cited_superseded)} superseded documents cited, "
+        f"{len(report.missing_successor)} without a successor, "
+        f"{len(report.conflicts)} conflicting pairs"
+    )
 
 
 def main() -> None:

@@ -23,6 +23,8 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.uploads import Uploader
 from assistant.audit import AuditLog
+from assistant.conflicts import ConflictFinder
+from assistant.gap_clusters import GapClusters
 from assistant.kb_health import KBHealth
 from assistant.projects import ProjectFinder
 from assistant.querylog import Asker, QueryLog
@@ -57,6 +59,8 @@ class Services:
     signoff: SignOff  # marks documents reviewed (assistant/signoff.py)
     projects: ProjectFinder  # similar projects of other departments (assistant/projects.py)
     health: KBHealth  # knowledge-base health for the CoE (assistant/kb_health.py)
+    conflicts: ConflictFinder  # supersession and conflict report (assistant/conflicts.py)
+    gap_clusters: GapClusters  # the gap report by topic (assistant/gap_clusters.py)
     ingest_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:

@@ -19,12 +19,12 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from assistant.querylog import Gap, QueryLog
-from assistant.review import readable
+from assistant.review import readable, visible_gaps
 from index.facets import FacetCount, count_facets
 from index.filters import Principal
 from index.records import UNKNOWN_OWNER, DocumentRecord, Status
@@ -139,7 +139,7 @@ class KBHealth:
             stale=stale_share(records, today, self.stale_target),
             without_owner=sorted(r.doc_id for r in records if r.meta.owner == UNKNOWN_OWNER),
             usage=self._usage(since, days),
-            top_gaps=_visible(self._log.gaps(gaps, since=since), records, principal),
+            top_gaps=visible_gaps(self._log.gaps(gaps, since=since), records, principal),
             evaluations=latest_runs(self._eval_runs) if self._eval_runs else [],
         )
 
@@ -182,14 +182,6 @@ def stale_share(records: Iterable[DocumentRecord], today: dt.date, target: float
 
 def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
-
-
-def _visible(gaps: list[Gap], records: list[DocumentRecord], principal: Principal) -> list[Gap]:
-    """The gaps, naming only nearby documents the principal may read."""
-    if principal.admin:
-        return gaps
-    allowed = {r.doc_id for r in records}
-    return [replace(g, nearby=[d for d in g.nearby if d in allowed]) for g in gaps]
 
 
 def latest_runs(folder: Path) -> list[EvalRun]:

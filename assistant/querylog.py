@@ -1,12 +1,15 @@
 """The query log: every answer given (question, who asked, what was cited, refused or not,
-latency) and the feedback on it, in a small SQLite file under `KB_DATA_DIR`.
+how relevant its best source was, latency) and the feedback on it, in a small SQLite file
+under `KB_DATA_DIR`.
 
 It is what governance reads: how often each document is cited (the review queue ranks stale
-documents people actually rely on), which questions the base could not answer (the knowledge-gap
-report), how many answers citing each document readers marked down (the review queue again,
-whose urgency also counts thumbs down given for being "outdated"), and questions a day,
-refusals and thumbs down over a period (knowledge-base health, assistant/kb_health.py). The
-comment given with feedback is stored for whoever investigates; no report reads it yet.
+documents people actually rely on), which questions the base could not answer (the
+knowledge-gap report, and its clusters by topic, which add the answers given on weak evidence:
+assistant/gap_clusters.py), how many answers citing each document readers marked down (the
+review queue again, whose urgency also counts thumbs down given for being "outdated"), and
+questions a day, refusals and thumbs down over a period (knowledge-base health,
+assistant/kb_health.py). The comment given with feedback is stored for whoever investigates;
+no report reads it yet.
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ class Gap:
     last_asked: str
     reasons: list[str]
     nearby: list[str]
+
+
+@dataclass(frozen=True)
+class GapQuestion:
+    """One answer the gap clusters read (assistant/gap_clusters.py): a refusal, or an answer
+    given on weak evidence."""
+
+    question: str  # the standalone question (a follow-up rewritten to stand alone)
+    at: str
+    asker: str
+    groups: tuple[str, ...]  # the groups it read as; ("admin",) for an administrator
+    refused: bool
+    relevance: float | None  # best dense similarity of the sources; None in older logs
 
 
 @dataclass(frozen=True)
@@ -110,6 +126,16 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS feedback_answer ON feedback (answer_id);
 """
 
+# Columns added after the first release, each with the statement that adds it to an older log
+# (applied once when the log is opened, so logs written before it stay readable: their rows
+# read the column as NULL). `relevance`: the best dense similarity of the answer's sources,
+# what the refusal gate reads, which tells an answer given on weak evidence (gap clusters).
+_ADDED_COLUMNS = (("relevance", "ALTER TABLE answers ADD COLUMN relevance REAL"),)
+_ANSWER_COLUMNS = (
+    "answer_id, at, asker, groups, route, question, standalone, refused, refusal_reason, "
+    "cited, stale_cited, nearby, generator, latency_ms, relevance"
+)
+
 _SPACES = re.compile(r"\s+")
 
 
@@ -117,7 +143,8 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
-def _normalise(question: str) -> str:
+def normalise_question(question: str) -> str:
+    """The same question, case, spacing and closing punctuation aside."""
     return _SPACES.sub(" ", question.strip().lower()).rstrip("?!. ")
 
 
@@ -128,7 +155,19 @@ class QueryLog:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")  # the CLI and the service may share it
         self._db.executescript(_SCHEMA)
+        self._migrate()
         self._lock = threading.Lock()
+
+    def _migrate(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+        for column, statement in _ADDED_COLUMNS:
+            if column not in present:
+                try:
+                    self._db.execute(statement)
+                except sqlite3.OperationalError:  # another process added it meanwhile
+                    present = {row[1] for row in self._db.execute("PRAGMA table_info(answers)")}
+                    if column not in present:
+                        raise
 
     def close(self) -> None:
         self._db.close()
@@ -150,10 +189,14 @@ class QueryLog:
             json.dumps([n["doc_id"] for n in answer.nearby]),
             answer.generator,
             round(latency_ms, 1),
+            answer.relevance,
         )
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.execute(f"INSERT INTO answers VALUES ({', '.join('?' * len(row))})", row)
+            self._db.execute(
+                f"INSERT INTO answers ({_ANSWER_COLUMNS}) VALUES ({', '.join('?' * len(row))})",
+                row,
+            )
             self._db.executemany(
                 "INSERT INTO citations VALUES (?, ?)", [(answer.answer_id, d) for d in cited]
             )
@@ -219,7 +262,7 @@ class QueryLog:
             rows = self._db.execute(query + " ORDER BY at", params).fetchall()
         grouped: dict[str, list[tuple[str, str, str | None, str]]] = {}
         for row in rows:
-            grouped.setdefault(_normalise(row[0]), []).append(row)
+            grouped.setdefault(normalise_question(row[0]), []).append(row)
         gaps = []
         for asked in grouped.values():
             nearby: dict[str, None] = {}
@@ -237,6 +280,31 @@ class QueryLog:
         gaps.sort(key=lambda g: g.last_asked, reverse=True)
         gaps.sort(key=lambda g: g.times_asked, reverse=True)  # stable: recent first among ties
         return gaps[:limit]
+
+    def gap_questions(
+        self, weak_below: float, since: dt.date | None = None, limit: int | None = None
+    ) -> list[GapQuestion]:
+        """Refusals, and answers whose best source was less relevant than `weak_below`, oldest
+        first; with `since`, only those given on or after that day (UTC); with `limit`, only
+        the latest `limit` of them."""
+        query = (
+            "SELECT standalone, at, asker, groups, refused, relevance FROM answers "
+            "WHERE (refused = 1 OR relevance < ?)"
+        )
+        params: list[object] = [weak_below]
+        if since is not None:
+            query += " AND at >= ?"
+            params.append(since.isoformat())
+        query += " ORDER BY at DESC, rowid DESC"  # rowid: the order they were logged in
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
+        with self._lock:
+            rows = self._db.execute(query, params).fetchall()
+        return [
+            GapQuestion(q, at, asker, tuple(json.loads(groups)), bool(refused), relevance)
+            for q, at, asker, groups, refused, relevance in reversed(rows)
+        ]
 
     def questions_per_day(self, since: dt.date) -> dict[str, int]:
         """Answers given (refusals included) per day (UTC, `YYYY-MM-DD`) from `since` on;

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from assistant.querylog import DocumentUse, QueryLog
+from assistant.querylog import DocumentUse, Gap, QueryLog
 from index.filters import Principal
 from index.records import UNKNOWN_OWNER, DocumentRecord
 
@@ -18,6 +18,15 @@ def readable(records: list[DocumentRecord], principal: Principal) -> list[Docume
     if principal.admin:
         return records
     return [r for r in records if r.meta.readable_by(principal.groups)]
+
+
+def visible_gaps(gaps: list[Gap], records: list[DocumentRecord], principal: Principal) -> list[Gap]:
+    """The gaps, naming only nearby documents the principal may read: the query log records
+    what the asker's access found, which another caller may not see."""
+    if principal.admin:
+        return gaps
+    allowed = {r.doc_id for r in readable(records, principal)}
+    return [replace(g, nearby=[d for d in g.nearby if d in allowed]) for g in gaps]
 
 
 # What "recently" means for urgency: answers and feedback of the last quarter. A document's

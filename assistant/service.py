@@ -139,6 +139,9 @@ class Answer:
     refusal_reason: str | None = None
     generator: str = ""
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # The best dense similarity of the retrieved sources: what the refusal gate compares with
+    # its threshold (the query log keeps it, and the gap report reads weak answers from it).
+    relevance: float | None = None
     answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # for feedback
 
     def to_json(self) -> dict[str, Any]:
@@ -227,6 +230,7 @@ class Assistant:
         standalone, hits, top = context.standalone, context.hits, context.top
         timings = {"retrieve": _ms(started)}
         base = Answer(question, standalone, "", False, [], [], generator=self._generator.name)
+        base.relevance = round(top, 4)
         if top < self.options.refusal_threshold:
             timings["total"] = _ms(started)
             yield Final(self._refuse(base, hits, "no relevant source", top, timings))

@@ -79,6 +79,7 @@ def valid_requests(answer_id: str) -> dict[str, dict[str, Any]]:
         "POST /v1/documents/{doc_id}/review": {**intake, "body": {"note": "checked"}},
         "POST /v1/feedback": {"body": {"answer_id": answer_id, "rating": "up"}},
         "GET /v1/gaps": {},
+        "GET /v1/conflicts": {},
         "GET /v1/health/kb": {},
         "GET /v1/projects/similar": {"query": {"q": "intake form"}},
         "GET /v1/audit": {},

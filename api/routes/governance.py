@@ -12,6 +12,7 @@ from api.deps import AdminDep, CallerDep, ServicesDep, SpokeDep
 from api.keys import Role
 from api.schemas import FeedbackIn, FeedbackOut
 from assistant.audit import AuditAction, AuditEntry
+from assistant.gap_clusters import GapClusterReport
 from assistant.kb_health import DEFAULT_DAYS, DEFAULT_GAPS, HealthReport
 from assistant.querylog import Asker, Gap
 
@@ -35,16 +36,27 @@ async def feedback(body: FeedbackIn, services: ServicesDep, caller: CallerDep) -
     return FeedbackOut(answer_id=body.answer_id, rating=body.rating, reason=body.reason)
 
 
-@router.get("/v1/gaps", response_model=list[Gap])
+@router.get("/v1/gaps", response_model=list[Gap] | GapClusterReport)
 def gaps(
     services: ServicesDep,
     caller: SpokeDep,
-    limit: int = Query(50, ge=1, le=500, description="At most this many questions."),
-) -> list[Gap]:
+    limit: int = Query(
+        50, ge=1, le=500, description="At most this many questions (with `clusters`: clusters)."
+    ),
+    clusters: bool = Query(
+        False,
+        description="Group refused and low-confidence questions by topic, with counts, the "
+        "askers' departments, examples and the nearest documents the caller may read.",
+    ),
+) -> list[Gap] | GapClusterReport:
     """The knowledge-gap report (spoke or admin role): questions the base could not answer,
     the same question counted once, most asked first, with the documents retrieval found
-    nearby."""
-    return services.query_log.gaps(limit)
+    nearby that the caller may read. With `clusters=true`, a backlog instead: refused
+    questions and those answered on a source barely above the refusal threshold, clustered by
+    topic (assistant/gap_clusters.py), largest first."""
+    if clusters:
+        return services.gap_clusters.report(caller.principal, limit)
+    return services.gap_clusters.gaps(caller.principal, limit)
 
 
 @router.get("/v1/audit", response_model=list[AuditEntry])
