@@ -1,11 +1,14 @@
-"""The chat page: one HTML file and its script and style, served from the package (api/web/).
+"""The pages: chat, search, review queue and health dashboard, each one HTML file with its
+script, sharing style and helpers, served from the package (api/web/).
 
-No build step and nothing from outside the service: the page talks to `/v1/ask/stream`,
-`/v1/feedback` and `/v1/documents` on its own origin. It is sent with a strict
+No build step and nothing from outside the service: the chat page talks to `/v1/ask/stream`,
+`/v1/feedback` and `/v1/documents` on its own origin; the search page to `/v1/search` and
+`/v1/projects/similar`; the review page to `/v1/documents/stale` and
+`/v1/documents/{id}/review`; the health page to `/v1/health/kb`. It is sent with a strict
 Content-Security-Policy (scripts and styles from this origin only, no inline code, no other
 origin reachable, Trusted Types required so that no string can become HTML), so document text
-that reaches it can never run as code. The page itself needs no key; the API calls it makes
-carry the key the user pastes (or none, in `KB_AUTH=dev`).
+that reaches it can never run as code. A page itself needs no key; the API calls it makes
+carry the key the user pastes (or none, in `KB_AUTH=dev`), and the API decides what it may see.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from starlette.responses import Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-ASSETS_PATH = "/web"  # where chat.js and chat.css are served; index.html refers to it
+ASSETS_PATH = "/web"  # where scripts and styles are served; the HTML files refer to it
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
@@ -45,12 +48,34 @@ SECURITY_HEADERS = {
 router = APIRouter(tags=["page"], include_in_schema=False)
 
 
+def _page(name: str) -> HTMLResponse:
+    html = (files("api") / "web" / name).read_text(encoding="utf-8")
+    return HTMLResponse(html, headers=SECURITY_HEADERS)
+
+
 @router.get("/", response_class=HTMLResponse)
 @router.get("/chat", response_class=HTMLResponse)
 def chat_page() -> HTMLResponse:
     """The chat page: ask, read the answer with its sources and warnings, give feedback."""
-    html = (files("api") / "web" / "index.html").read_text(encoding="utf-8")
-    return HTMLResponse(html, headers=SECURITY_HEADERS)
+    return _page("index.html")
+
+
+@router.get("/search", response_class=HTMLResponse)
+def search_page() -> HTMLResponse:
+    """Search for spokes: filters with facet counts, result cards, similar projects."""
+    return _page("search.html")
+
+
+@router.get("/review", response_class=HTMLResponse)
+def review_page() -> HTMLResponse:
+    """The review queue by owner, with "Mark reviewed" (spoke or admin keys see it)."""
+    return _page("review.html")
+
+
+@router.get("/health", response_class=HTMLResponse)
+def health_page() -> HTMLResponse:
+    """The knowledge base's health as numbers and bar charts (spoke or admin keys)."""
+    return _page("health.html")
 
 
 class _Assets(StaticFiles):

@@ -167,3 +167,49 @@ function parseEvent(block) {
   }
   return data.length ? { type, data: data.join("\n") } : null;
 }
+
+function fileName(response, fallback) {
+  const header = response.headers.get("Content-Disposition") || "";
+  const encoded = /filename\*=UTF-8''([^;]+)/i.exec(header);
+  if (encoded) {
+    try {
+      return decodeURIComponent(encoded[1]);
+    } catch {
+      // fall through to the plain name
+    }
+  }
+  const plain = /filename="?([^";]+)"?/i.exec(header);
+  return plain ? plain[1] : fallback;
+}
+
+/**
+ * Fetch a document's source with the key and hand it to the browser as a download: with a
+ * key, a plain link cannot send it. Throws a ServiceError the caller explains.
+ */
+export async function downloadWithKey(href, fallbackName) {
+  const response = await request(href.split("#")[0]);
+  const blob = await response.blob();
+  const url = URL.createObjectURL(blob);
+  const save = document.createElement("a");
+  save.href = url;
+  save.download = fileName(response, fallbackName || "");
+  document.body.append(save);
+  save.click();
+  save.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}
+
+/**
+ * Source links (a.source-link) inside `container` open with the key when there is one: the
+ * file is fetched with it and downloaded; without a key the plain link opens. `failed(error)`
+ * reports a failure.
+ */
+export function sourcesWithKey(container, failed) {
+  container.addEventListener("click", (event) => {
+    const link = event.target.closest("a.source-link");
+    if (link && apiKey.get() && event.button === 0) {
+      event.preventDefault();
+      downloadWithKey(link.getAttribute("href"), link.dataset.docId).catch(failed);
+    }
+  });
+}

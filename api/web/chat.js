@@ -1,7 +1,15 @@
 // The chat page: ask, stream the answer, show the checked answer with its sources, keep the
 // conversation for follow-ups, take feedback. Talks to /v1/ask/stream, /v1/feedback and
 // /v1/documents on this origin only.
-import { apiKey, explain, request, serverSentEvents, ServiceError } from "./api.js";
+import {
+  apiKey,
+  downloadWithKey,
+  explain,
+  request,
+  serverSentEvents,
+  ServiceError,
+} from "./api.js";
+import { keyForm } from "./keyform.js";
 import { answerNodes, el, feedbackNodes, readingBlock } from "./render.js";
 
 const HISTORY_TURNS = 20; // the most AskRequest.history takes
@@ -178,32 +186,10 @@ function newConversation() {
 
 // --- sources: with a key, the link is fetched with it (a plain link cannot send one) -------
 
-function fileName(response, fallback) {
-  const header = response.headers.get("Content-Disposition") || "";
-  const encoded = /filename\*=UTF-8''([^;]+)/i.exec(header);
-  if (encoded) {
-    try {
-      return decodeURIComponent(encoded[1]);
-    } catch {
-      // fall through to the plain name
-    }
-  }
-  const plain = /filename="?([^";]+)"?/i.exec(header);
-  return plain ? plain[1] : fallback;
-}
-
 async function openSource(link) {
-  const href = link.getAttribute("href").split("#")[0];
   ui.status.textContent = "Fetching the source…";
   try {
-    const response = await request(href);
-    const blob = await response.blob();
-    const url = URL.createObjectURL(blob);
-    const save = el("a", { href: url, download: fileName(response, link.dataset.docId || "") });
-    document.body.append(save);
-    save.click();
-    save.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+    await downloadWithKey(link.getAttribute("href"), link.dataset.docId);
     ui.status.textContent = "";
   } catch (error) {
     ui.status.textContent = `The source could not be opened. ${explain(error)}`;
@@ -211,15 +197,6 @@ async function openSource(link) {
 }
 
 // --- the key and the filters ----------------------------------------------------------------
-
-function showKey(notice = "") {
-  const key = apiKey.get();
-  const shown = /^kb_[0-9a-f]+_/i.test(key) ? `${key.split("_").slice(0, 2).join("_")}_…` : "";
-  ui.keyStatus.textContent = notice || (key
-    ? `Using key ${shown || "you pasted"} in this tab only.`
-    : "No key: fine when the service runs in local-development mode. A key is kept in this " +
-      "tab only.");
-}
 
 async function loadDepartments() {
   try {
@@ -232,12 +209,7 @@ async function loadDepartments() {
     );
     if (departments.includes(current)) ui.department.value = current;
   } catch (error) {
-    if (error instanceof ServiceError && error.status === 401) {
-      ui.settings.open = true;
-      showKey(apiKey.get()
-        ? "This key was refused (unknown or revoked): paste another one."
-        : "This service needs an API key: paste yours here to ask questions.");
-    }
+    if (error instanceof ServiceError && error.status === 401) key.refused("to ask questions");
     // otherwise the filter keeps "Any department": asking still works
   }
 }
@@ -279,19 +251,15 @@ ui.log.addEventListener("click", (event) => {
   }
 });
 
-ui.keyForm.addEventListener("submit", (event) => {
-  event.preventDefault();
-  apiKey.set(ui.keyInput.value.trim());
-  ui.keyInput.value = "";
-  showKey();
-  loadDepartments();
-});
-ui.forgetKey.addEventListener("click", () => {
-  apiKey.set("");
-  ui.keyInput.value = "";
-  showKey();
-});
-
-showKey();
+const key = keyForm(
+  {
+    settings: ui.settings,
+    form: ui.keyForm,
+    input: ui.keyInput,
+    forget: ui.forgetKey,
+    status: ui.keyStatus,
+  },
+  loadDepartments,
+);
 loadDepartments();
 document.documentElement.dataset.ready = "true"; // the script ran (tests wait for it)

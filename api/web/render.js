@@ -263,3 +263,24 @@ export function feedbackNodes(idPrefix, send) {
     status,
   );
 }
+
+const DOC_TYPES = {
+  playbook: "Playbook",
+  vendor_evaluation: "Vendor evaluation",
+  lessons_learned: "Lessons learned",
+  faq: "FAQ",
+  template: "Template",
+  showcase: "Showcase",
+  policy: "Policy",
+  reference: "Reference",
+};
+
+/** A document type in words ("lessons_learned" -> "Lessons learned"). */
+export function docTypeLabel(docType) {
+  return DOC_TYPES[docType] || String(docType || "").replace(/_/g, " ");
+}
+
+/** Mark the page's script as run: tests wait for html[data-ready=true]. */
+export function pageReady() {
+  document.documentElement.dataset.ready = "true"; // the script ran (tests wait for it)
+}
