@@ -22,12 +22,13 @@ from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.uploads import Uploader
 from assistant.actions import warm as warm_tagger
+from assistant.answerability import JudgeOptions
 from assistant.audit import AUDIT_FILE, AuditLog
 from assistant.citations import CheckOptions
 from assistant.conflicts import ConflictFinder
 from assistant.context import ContextOptions
 from assistant.gap_clusters import GapClusterOptions, GapClusters
-from assistant.generators import Generator, GeneratorConfig, make_generator
+from assistant.generators import Generator, GeneratorConfig, make_generator, make_judge
 from assistant.kb_health import KBHealth
 from assistant.projects import ProjectFinder
 from assistant.querylog import QueryLog
@@ -167,12 +168,17 @@ def build_assistant(
     embedder: Embedder,
     generator: Generator,
 ) -> Assistant:
+    judge = None
+    if settings.answer_judge == "auto":
+        options = JudgeOptions(threshold=settings.answer_judge_threshold)
+        judge = make_judge(generator_config(settings), generator, options)
     return Assistant(
         retriever,
         generator,
         embedder,
         today=settings.today_date,
         options=assistant_options(settings),
+        judge=judge,
     )
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from assistant.answerability import JudgeOptions
 from assistant.citations import CheckOptions
 from assistant.context import ContextOptions
 from assistant.generators import GeneratorConfig
@@ -189,6 +190,19 @@ class Settings(BaseSettings):
         description="Local and openai generators: a procedure question whose sources list "
         "its steps is answered with those steps quoted and cited (as `extractive` does), "
         'not retold by the model (evals/README.md, "Answer shapes").',
+    )
+    answer_judge: Literal["auto", "off"] = Field(
+        "auto",
+        description="`auto`: when the local model is installed, it reads each answer of the "
+        "`extractive` generator and the answer is refused when it does not state what was "
+        'asked (evals/README.md, "The answer judge"); `off`: never.',
+    )
+    answer_judge_threshold: float = Field(
+        JudgeOptions.threshold,
+        ge=0.0,
+        le=1.0,
+        description="The judge's probability that an answer states what was asked, under "
+        "which it is refused; chosen by `python -m evals.calibrate_judge`.",
     )
     answer_documents: int = Field(
         ContextOptions.documents,

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from assistant.answerability import AnswerJudge, JudgeOptions
 from assistant.extractive import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages, build_rewrite_messages
 from assistant.shapes import instruction, shape_of
@@ -138,10 +139,15 @@ class PromptedGenerator:
         return text or None
 
 
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Next-token probabilities from next-token logits."""
+    shifted = np.exp(scores.astype(np.float64) - float(np.max(scores)))
+    return shifted / shifted.sum()
+
+
 def opening_probability(scores: np.ndarray, token: int) -> float:
     """Softmax probability of `token` among next-token logits."""
-    shifted = np.exp(scores.astype(np.float64) - float(np.max(scores)))
-    return float(shifted[token] / shifted.sum())
+    return float(softmax(scores)[token])
 
 
 class RefusalGate:
@@ -167,7 +173,20 @@ class RefusalGate:
         return forced
 
 
-def _processors(gate: RefusalGate) -> Any:
+class FirstTokenProbe:
+    """A llama.cpp logits processor that keeps the softmax of the first generated token's
+    logits and changes nothing."""
+
+    def __init__(self) -> None:
+        self.probabilities: np.ndarray | None = None
+
+    def __call__(self, input_ids: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        if self.probabilities is None:
+            self.probabilities = softmax(scores)
+        return scores
+
+
+def _processors(gate: RefusalGate | FirstTokenProbe) -> Any:
     from llama_cpp import LogitsProcessorList
 
     return LogitsProcessorList([gate])
@@ -305,18 +324,30 @@ class LlamaCppChat:
 
     def refusal_probability(self, messages: list[dict[str, str]]) -> float:
         """The probability of the refusal's opening token as the answer's first token."""
+        return self.opening_probabilities(messages, [[REFUSAL_SENTENCE]])[0]
+
+    def opening_probabilities(
+        self, messages: list[dict[str, str]], openings: Sequence[Sequence[str]]
+    ) -> list[float]:
+        """For each group of openings, the probability that the reply's first token is the
+        first token of one of them: one prompt evaluation, no text generated."""
         with self._lock:
             llm = self._load()
             self._prime(llm, messages)
-            gate = RefusalGate(self._refusal_token, 0.0)
+            probe = FirstTokenProbe()
             llm.create_chat_completion(
                 messages=messages,
                 max_tokens=1,
                 temperature=0.0,
-                logits_processor=_processors(gate),
+                logits_processor=_processors(probe),
             )
-        assert gate.probability is not None
-        return gate.probability
+            groups = [{self._first_token(llm, text) for text in group} for group in openings]
+        assert probe.probabilities is not None
+        return [float(sum(probe.probabilities[t] for t in group)) for group in groups]
+
+    @staticmethod
+    def _first_token(llm: Any, text: str) -> int:
+        return int(llm.tokenize(text.encode(), add_bos=False, special=False)[0])
 
 
 def _chat_formatter(llm: Any) -> Any:
@@ -459,6 +490,18 @@ def local_available(config: GeneratorConfig) -> bool:
     except ImportError:
         return False
     return config.model_path is not None and config.model_path.is_file()
+
+
+def make_judge(
+    config: GeneratorConfig, generator: Generator, options: JudgeOptions
+) -> AnswerJudge | None:
+    """The local model as the judge of the extractive composer's answers, when it is
+    installed (assistant/answerability.py); None otherwise: the model's own answers are
+    refused by its refusal gate instead."""
+    if generator.name != "extractive" or config.model_path is None or not local_available(config):
+        return None
+    chat = LlamaCppChat(config.model_path, config.context_tokens, config.threads, 0.0)
+    return AnswerJudge(chat, options)
 
 
 def make_generator(name: str, config: GeneratorConfig, embedder: Embedder) -> Generator:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant.answerability import AnswerJudge
 from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_cited
 from assistant.context import ContextOptions, assemble
 from assistant.generators import Generator
@@ -138,6 +139,7 @@ class Answer:
     nearby: list[dict[str, str]] = field(default_factory=list)
     refusal_reason: str | None = None
     generator: str = ""
+    answerability: float | None = None  # the judge's P(yes), when answers are judged
     timings_ms: dict[str, float] = field(default_factory=dict)
     # The best dense similarity of the retrieved sources: what the refusal gate compares with
     # its threshold (the query log keeps it, and the gap report reads weak answers from it).
@@ -193,10 +195,12 @@ class Assistant:
         *,
         today: Callable[[], dt.date],
         options: AssistantOptions | None = None,
+        judge: AnswerJudge | None = None,
     ) -> None:
         self._retriever = retriever
         self._generator = generator
         self._embedder = embedder
+        self._judge = judge  # reads each finished answer; refuses one that does not answer
         self._today = today
         self.options = options or AssistantOptions()
 
@@ -239,11 +243,13 @@ class Assistant:
         yield Found([_citation(s, 0.0, None, set()) for s in sources])
         parts: list[str] = []
         asked = phrased(standalone, [t for s in sources for t in (s.heading(), s.text)])
+        held = self._judge is not None  # a judged answer is shown only once it passes
         for delta in self._generator.stream(asked, sources):
-            if not parts:
+            if not parts and not held:
                 timings["first_token"] = _ms(started)
             parts.append(delta)
-            yield Token(delta)
+            if not held:
+                yield Token(delta)
         text = _without_dont_know("".join(parts))
         timings["generate"] = round(_ms(started) - timings["retrieve"], 1)
         if not text:
@@ -259,6 +265,18 @@ class Assistant:
             answer.unsupported = [s.text for s in checked.dropped]
             yield Final(answer)
             return
+        if self._judge is not None:
+            said = "\n".join(s.text for s in checked.sentences if s.sources)
+            judging = time.perf_counter()
+            passes, base.answerability = self._judge.answers(standalone, said)
+            timings["judge"] = _ms(judging)
+            timings["total"] = _ms(started)
+            if not passes:
+                reason = "the sources do not state what was asked"
+                yield Final(self._refuse(base, hits, reason, top, timings))
+                return
+            timings["first_token"] = timings["total"]
+            yield from (Token(part) for part in parts)
         yield Final(self._compose(base, checked, sources, timings))
 
     def prepare(

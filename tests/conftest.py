@@ -4,6 +4,7 @@ so a hidden model or telemetry download shows up as an error, not as a slow pass
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,11 @@ import pytest
 from index.environment import use_offline_environment
 
 use_offline_environment(force=True)
+# With the local model installed, the extractive generator's answers are judged by it
+# (KB_ANSWER_JUDGE=auto). Tests of the answer flow use the extractive generator for its speed
+# and its exact sentences, so they run without the judge unless they are about it
+# (tests/test_judge_e2e.py turns it on).
+os.environ.setdefault("KB_ANSWER_JUDGE", "off")
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from assistant.answerability import AnswerJudge, JudgeOptions
 from assistant.generators import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages
 from assistant.service import Assistant, AssistantOptions, Final, Found, Token
@@ -368,3 +369,79 @@ def test_excerpts_keep_the_sentences_closest_to_the_question(
     user = build_messages(question, sources, shown)[-1]["content"]
     assert "canteen" not in user
     assert '<source n="2">' not in user
+
+
+class ScriptedOpenings:
+    """An opening model that gives the judge a fixed P(yes) and remembers what it read."""
+
+    def __init__(self, yes: float) -> None:
+        self.yes = yes
+        self.read: list[list[dict[str, str]]] = []
+
+    def opening_probabilities(
+        self, messages: list[dict[str, str]], openings: Sequence[Sequence[str]]
+    ) -> list[float]:
+        self.read.append(messages)
+        return [self.yes, 1.0 - self.yes]
+
+
+def _judged(
+    retriever: HybridRetriever,
+    embedder: SentenceTransformerEmbedder,
+    reply: str,
+    yes: float,
+) -> tuple[list[Any], ScriptedOpenings]:
+    model = ScriptedOpenings(yes)
+    judge = AnswerJudge(model, JudgeOptions(threshold=0.4))
+    assistant = Assistant(
+        retriever, ScriptedGenerator(reply), embedder, today=lambda: TODAY, judge=judge
+    )
+    events = list(
+        assistant.stream("How fast does the CoE triage an intake form?", principal=Principal())
+    )
+    return events, model
+
+
+def test_an_answer_the_judge_says_does_not_answer_is_refused_before_any_token(
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
+) -> None:
+    events, model = _judged(retriever, embedder, "The CoE triages intake forms [1].", 0.3)
+    final = events[-1]
+    assert isinstance(final, Final)
+    assert final.answer.refused
+    assert final.answer.refusal_reason == "the sources do not state what was asked"
+    assert final.answer.answerability == pytest.approx(0.3)
+    assert not [e for e in events if isinstance(e, Token)]  # nothing shown, then taken back
+    assert final.answer.nearby[0]["doc_id"] == "intake"
+    # the judge read the question and the checked statement, without its [n] marker
+    (messages,) = model.read
+    assert "How fast does the CoE triage an intake form?" in messages[-1]["content"]
+    assert "The CoE triages intake forms." in messages[-1]["content"]
+    assert "[1]" not in messages[-1]["content"]
+
+
+def test_an_answer_the_judge_passes_is_streamed_after_it(
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
+) -> None:
+    reply = "The CoE triages within 10 working days [1]."
+    events, model = _judged(retriever, embedder, reply, 0.8)
+    final = events[-1]
+    assert isinstance(final, Final)
+    assert not final.answer.refused
+    assert final.answer.answerability == pytest.approx(0.8)
+    assert len(model.read) == 1
+    tokens = [e.text for e in events if isinstance(e, Token)]
+    assert "".join(tokens).strip() == reply
+    assert "judge" in final.answer.timings_ms
+
+
+def test_the_judge_yes_share_ignores_other_openings() -> None:
+    class Openings:
+        def opening_probabilities(
+            self, messages: list[dict[str, str]], openings: Sequence[Sequence[str]]
+        ) -> list[float]:
+            return [0.3, 0.1]  # the rest of the mass went to other tokens
+
+    passes, p = AnswerJudge(Openings(), JudgeOptions(threshold=0.7)).answers("q?", "a.")
+    assert p == pytest.approx(0.75)
+    assert passes
