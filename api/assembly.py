@@ -34,7 +34,13 @@ from assistant.projects import ProjectFinder
 from assistant.querylog import QueryLog
 from assistant.service import Assistant, AssistantOptions
 from assistant.signoff import SignOff
-from index.embedding import CachedEmbedder, Embedder, EmbedderConfig, make_embedder
+from index.embedding import (
+    CachedEmbedder,
+    Embedder,
+    EmbedderConfig,
+    make_embedder,
+    query_backend,
+)
 from index.environment import use_offline_environment
 from index.filters import Principal
 from index.hybrid import HybridRetriever, RetrievalOptions
@@ -72,9 +78,11 @@ def build_store(settings: Settings) -> ChromaStore:
     )
 
 
-def embedder_config(settings: Settings, *, threads: int | None = None) -> EmbedderConfig:
+def embedder_config(
+    settings: Settings, *, threads: int | None = None, backend: str | None = None
+) -> EmbedderConfig:
     return EmbedderConfig(
-        backend=settings.embed_backend,
+        backend=backend or settings.embed_backend,
         model_path=settings.embedding_model_path,
         batch_size=settings.embed_batch_size,
         threads=threads,
@@ -85,6 +93,12 @@ def embedder_config(settings: Settings, *, threads: int | None = None) -> Embedd
 def build_embedder(settings: Settings, *, threads: int | None = None) -> Embedder:
     """KB_EMBED_BACKEND's embedder; `threads` None uses every core (`kb ingest`)."""
     return make_embedder(embedder_config(settings, threads=threads))
+
+
+def build_serve_embedder(settings: Settings) -> Embedder:
+    """The service's embedder: KB_SERVE_EMBED_BACKEND's, on KB_SERVE_THREADS threads."""
+    backend = query_backend(settings.embed_backend, settings.serve_embed_backend)
+    return make_embedder(embedder_config(settings, threads=settings.serve_threads, backend=backend))
 
 
 def build_answer_embedder(settings: Settings, embedder: Embedder) -> Embedder:
@@ -202,7 +216,7 @@ def build_local_knowledge_base(
 def build_services(settings: Settings, metrics: Metrics) -> Services:
     """Everything the HTTP service's routes use (the lifespan of api/app.py calls this)."""
     store = build_store(settings)
-    embedder = build_embedder(settings, threads=settings.serve_threads)
+    embedder = build_serve_embedder(settings)
     cached = build_answer_embedder(settings, embedder)
     retriever = build_retriever(settings, store, cached)
     retriever.warm()  # load the model and the keyword index now, not on the first request

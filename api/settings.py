@@ -109,6 +109,13 @@ class Settings(BaseSettings):
         "faster, vectors close but not equal, so switching to or from it re-embeds the store); "
         'measured in evals/README.md, "Embedding backends".',
     )
+    serve_embed_backend: str = Field(
+        "auto",
+        description="Embedding backend of `kb serve` (queries, answer checking, uploads): "
+        "`auto` is `onnx` when KB_EMBED_BACKEND is `torch` or `onnx` (the same vectors, a query "
+        "in about half the time), `onnx-int8` when it is `onnx-int8`; or name a backend whose "
+        'vectors are KB_EMBED_BACKEND\'s (evals/README.md, "Embedding backends").',
+    )
     embed_onnx_dir: Path = Field(
         EmbedderConfig.onnx_dir,
         description="Folder of the embedding model's ONNX exports, one per model fingerprint "
@@ -309,6 +316,16 @@ class Settings(BaseSettings):
         if value not in EMBEDDERS:
             raise ValueError(
                 f"KB_EMBED_BACKEND must be one of {', '.join(EMBEDDERS)}, not {value!r}"
+            )
+        return value
+
+    @field_validator("serve_embed_backend")
+    @classmethod
+    def _known_serve_backend(cls, value: str) -> str:
+        if value != "auto" and value not in EMBEDDERS:
+            raise ValueError(
+                f"KB_SERVE_EMBED_BACKEND must be auto or one of {', '.join(EMBEDDERS)}, "
+                f"not {value!r}"
             )
         return value
 

@@ -9,7 +9,7 @@ at a time from `POST /v1/ask/stream`, giving time to the first token event and t
 event.
 
     python -m evals.bench_service [--levels 1,8,32] [--requests 300] [--seconds 60]
-                                  [--local-ttft 5]
+                                  [--local-ttft 5] [--backends torch,onnx] [--routes search]
 
 Results go to data/bench/service.json. The server runs with one torch thread per request
 (`KB_SERVE_THREADS=1`, the default) and no rate limit.
@@ -47,6 +47,7 @@ KB = Path(sys.executable).parent / "kb"
 class LevelResult:
     route: str
     clients: int
+    backend: str = "auto"  # KB_SERVE_EMBED_BACKEND of the server
     latencies: list[float] = field(default_factory=list)
     errors: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
@@ -55,6 +56,7 @@ class LevelResult:
         done = len(self.latencies) + sum(self.errors.values())
         return {
             "route": self.route,
+            "backend": self.backend,
             "clients": self.clients,
             "requests": done,
             "errors": dict(self.errors),
@@ -83,10 +85,11 @@ def prepare(workdir: Path) -> str:
 
 
 @contextmanager
-def server(workdir: Path, generator: str) -> Iterator[str]:
+def server(workdir: Path, generator: str, backend: str = "auto") -> Iterator[str]:
     port = free_port()
     env = {
         **os.environ,
+        "KB_SERVE_EMBED_BACKEND": backend,
         "KB_DATA_DIR": str(workdir),
         "KB_GENERATOR": generator,
         "KB_RATE_LIMIT_PER_MINUTE": "0",
@@ -195,6 +198,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=60, help="Time bound per level.")
     parser.add_argument("--local-ttft", type=int, default=5, help="Streamed local asks (0: skip).")
     parser.add_argument("--workdir", type=Path, default=REPO / "data" / "bench" / "service")
+    parser.add_argument(
+        "--backends",
+        default="auto",
+        help="KB_SERVE_EMBED_BACKEND values to compare on /v1/search, taking turns per level "
+        "(e.g. torch,onnx).",
+    )
+    parser.add_argument("--routes", default="search,ask", help="Routes to load: search, ask.")
     return parser.parse_args(argv)
 
 
@@ -210,18 +220,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     asks = [{"question": q} for q in questions]
     load_before = os.getloadavg()
     results: list[LevelResult] = []
-    for route, bodies, limit in (
-        ("/v1/search", searches, args.requests),
-        ("/v1/ask", asks, args.ask_requests),
-    ):
+    routes: dict[str, tuple[str, list[dict[str, Any]], int, list[str]]] = {
+        "search": ("/v1/search", searches, args.requests, args.backends.split(",")),
+        "ask": ("/v1/ask", asks, args.ask_requests, ["auto"]),
+    }
+    for name in args.routes.split(","):
+        route, bodies, limit, backends = routes[name]
         for clients in levels:
-            # a fresh server per level: no level answers from vectors an earlier one cached
-            with server(args.workdir, "extractive") as base:
-                level = asyncio.run(
-                    run_level(base, key, route, bodies, clients, limit, args.seconds)
-                )
-            results.append(level)
-            print(f"  {level.summary()}", file=sys.stderr, flush=True)
+            for backend in backends:
+                # a fresh server per level: no level answers from vectors an earlier one cached
+                with server(args.workdir, "extractive", backend) as base:
+                    level = asyncio.run(
+                        run_level(base, key, route, bodies, clients, limit, args.seconds)
+                    )
+                level.backend = backend
+                results.append(level)
+                print(f"  {level.summary()}", file=sys.stderr, flush=True)
     ttft: list[dict[str, Any]] = []
     if args.local_ttft and (REPO / product_settings(args.workdir).llm_model_path).exists():
         answerable = [q.question for q in golden if q.answerable][: args.local_ttft]
@@ -240,6 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path.write_text(json.dumps(out, indent=2))
     columns = [
         Column("route", 12, "<"),
+        Column("backend", 10, "<"),
         Column("clients", 8),
         Column("requests", 10),
         Column("errors", 8),
@@ -251,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [
         [
             s["route"],
+            s["backend"],
             s["clients"],
             s["requests"],
             sum(s["errors"].values()),

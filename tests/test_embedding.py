@@ -5,8 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pytest
+from pydantic import ValidationError
 
-from index.embedding import CachedEmbedder, SentenceTransformerEmbedder
+from api.settings import Settings
+from index.embedding import CachedEmbedder, SentenceTransformerEmbedder, query_backend
+from index.errors import ConfigurationError
 
 
 class CountingEmbedder:
@@ -78,3 +82,14 @@ def test_the_real_model_gives_the_same_vectors_through_the_cache(
         embedder.dimension,
         embedder.max_tokens,
     )
+
+
+def test_the_service_embeds_queries_with_the_fastest_backend_of_the_stores_vectors() -> None:
+    assert query_backend("torch") == "onnx"  # the same vectors, a query in half the time
+    assert query_backend("onnx") == "onnx"
+    assert query_backend("onnx-int8") == "onnx-int8"  # other vectors: only its own family
+    assert query_backend("torch", "torch") == "torch"  # named: kept
+    with pytest.raises(ConfigurationError, match="KB_SERVE_EMBED_BACKEND=onnx-int8"):
+        query_backend("torch", "onnx-int8")  # would search float32 vectors with int8 ones
+    with pytest.raises(ValidationError, match="KB_SERVE_EMBED_BACKEND must be"):
+        Settings(_env_file=None, serve_embed_backend="tensorflow")
