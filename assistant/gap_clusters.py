@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from assistant.querylog import Gap, GapQuestion, QueryLog, normalise_question
-from assistant.review import visible_gaps
+from assistant.review import readable, visible_gaps
 from index.embedding import Embedder
 from index.filters import Principal, SearchFilters, Where, build_where, matches
 from index.store import ChromaStore
@@ -137,6 +137,9 @@ class GapClusters:
         found = self._log.gap_questions(weak_below, since, self.options.max_answers + 1)
         truncated = len(found) > self.options.max_answers
         found = found[-self.options.max_answers :]
+        if not principal.admin:  # an answer drawn from a document the caller may not read
+            allowed = {r.doc_id for r in readable(self._store.documents(), principal)}
+            found = [q for q in found if allowed.issuperset(q.cited)]
         questions = _distinct(found)
         vectors = self._embedder.embed([q.text for q in questions]) if questions else None
         clusters = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,8 +27,15 @@ class Turn:
     content: str
 
 
+# A source tag in any case or spacing ("</SOURCE>", "< source n=9>") inside a document: it
+# could pose as the end of its block or as another numbered source.
+_SOURCE_TAG = re.compile(r"<(\s*/?)\s*(source\b)", re.I)
+
+
 def _escape(text: str) -> str:
-    return text.replace("</source>", "</ source>")
+    """The document's text with every source tag broken ("< /source", "< source"), so that
+    only the blocks the prompt opens and closes are tags."""
+    return _SOURCE_TAG.sub(lambda m: f"< {m.group(1).strip()}{m.group(2)}", text)
 
 
 def _render(n: int, heading: str, text: str) -> str:

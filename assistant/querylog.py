@@ -71,6 +71,7 @@ class GapQuestion:
     groups: tuple[str, ...]  # the groups it read as; ("admin",) for an administrator
     refused: bool
     relevance: float | None  # best dense similarity of the sources; None in older logs
+    cited: tuple[str, ...] = ()  # the documents the answer cited
 
 
 @dataclass(frozen=True)
@@ -288,7 +289,7 @@ class QueryLog:
         first; with `since`, only those given on or after that day (UTC); with `limit`, only
         the latest `limit` of them."""
         query = (
-            "SELECT standalone, at, asker, groups, refused, relevance FROM answers "
+            "SELECT standalone, at, asker, groups, refused, relevance, cited FROM answers "
             "WHERE (refused = 1 OR relevance < ?)"
         )
         params: list[object] = [weak_below]
@@ -302,8 +303,16 @@ class QueryLog:
         with self._lock:
             rows = self._db.execute(query, params).fetchall()
         return [
-            GapQuestion(q, at, asker, tuple(json.loads(groups)), bool(refused), relevance)
-            for q, at, asker, groups, refused, relevance in reversed(rows)
+            GapQuestion(
+                q,
+                at,
+                asker,
+                tuple(json.loads(groups)),
+                bool(refused),
+                relevance,
+                tuple(json.loads(cited)),
+            )
+            for q, at, asker, groups, refused, relevance, cited in reversed(rows)
         ]
 
     def questions_per_day(self, since: dt.date) -> dict[str, int]:
