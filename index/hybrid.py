@@ -26,7 +26,8 @@ log = logging.getLogger("kb.index")
 
 Mode = Literal["hybrid", "dense", "keyword"]
 _WORD = re.compile(r"\w+")
-DenseRow = tuple[str, str, dict[str, Any], float]  # chunk id, text, metadata, cosine similarity
+# chunk id, text (None: not read yet), metadata, cosine similarity
+DenseRow = tuple[str, str | None, dict[str, Any], float]
 KeywordRow = tuple[str, float, dict[str, Any]]  # chunk id, BM25 score, metadata
 
 
@@ -152,11 +153,25 @@ class HybridRetriever:
             share = self._keyword.allowed_share(where)
             if share >= self.options.unfiltered_share:
                 wide = math.ceil(n / share * 1.5) + 10
-                rows = self._store.query(vector, wide, None)
+                rows = self._with_metadata(self._store.nearest(vector, wide, None))
                 allowed = [row for row in rows if matches(where, row[2])]
                 if len(allowed) >= n or len(rows) < wide:
                     return allowed[:n]
-        return self._store.query(vector, n, where)
+        return self._with_metadata(self._store.nearest(vector, n, where))
+
+    def _with_metadata(self, nearest: list[tuple[str, float]]) -> list[DenseRow]:
+        """The nearest chunks with their metadata, from the keyword index's copy (reading it
+        from Chroma is most of a query's time); a chunk newer than that copy is read from the
+        store, text and all. Texts are read later, for the hits only (`_materialize`)."""
+        known = self._keyword.metadata([cid for cid, _ in nearest])
+        fresh = self._store.get_chunks([cid for cid, _ in nearest if cid not in known])
+        rows: list[DenseRow] = []
+        for cid, similarity in nearest:
+            if cid in known:
+                rows.append((cid, None, known[cid], similarity))
+            elif cid in fresh:  # else deleted since the query
+                rows.append((cid, fresh[cid][0], fresh[cid][1], similarity))
+        return rows
 
     def _fuse(self, dense: list[DenseRow], keyword: list[KeywordRow]) -> list[tuple[str, float]]:
         """Weighted reciprocal rank fusion: (chunk id, score in 0..1), best first."""
@@ -184,7 +199,7 @@ class HybridRetriever:
         """Hits in fused order, near-duplicates collapsed, until k are kept. Texts of
         keyword-only candidates are fetched a window at a time, only as far as needed; a
         window is finished even past k so that a current copy of a stale text can replace it."""
-        rows = {cid: (text, md) for cid, text, md, _ in dense}
+        rows = {cid: (text, md) for cid, text, md, _ in dense if text is not None}
         dense_scores = {cid: score for cid, _, _, score in dense}
         keyword_scores = {cid: score for cid, score, _ in keyword}
         kept = _Deduplicator(self.options.duplicate_similarity)

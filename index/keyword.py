@@ -16,7 +16,8 @@ import re
 import shutil
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -59,6 +60,7 @@ class _Built:
     metadatas: list[dict[str, Any]]
     bm25: Any
     masks: OrderedDict[str, np.ndarray]
+    positions: dict[str, int] = field(default_factory=dict)  # id -> row, made on first use
 
 
 class KeywordIndex:
@@ -98,6 +100,16 @@ class KeywordIndex:
         top = np.argpartition(-scores, k - 1)[:k]
         top = top[np.argsort(-scores[top], kind="stable")]
         return [(built.ids[i], float(scores[i]), built.metadatas[i]) for i in top if scores[i] > 0]
+
+    def metadata(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The index's copy of the given chunks' metadata, by id; ids it does not hold (a
+        chunk written after its generation was read) are left out. Read it, do not change it."""
+        built = self.current()
+        with self._lock:
+            if not built.positions and built.ids:
+                built.positions = {cid: i for i, cid in enumerate(built.ids)}
+        rows = ((cid, built.positions.get(cid)) for cid in ids)
+        return {cid: built.metadatas[i] for cid, i in rows if i is not None}
 
     def allowed_share(self, where: Where | None) -> float:
         """The share of all chunks that `where` admits (1.0 without a clause)."""

@@ -240,3 +240,27 @@ def test_keyword_index_follows_changes_made_by_another_process(
     reloaded = KeywordIndex(store, folder, Tokenizer())
     assert reloaded._load(store.generation()) is not None  # persisted at this generation
     assert set(reloaded.current().ids) == set(store.all_chunks()[0])
+
+
+def test_dense_metadata_from_the_keyword_copy_or_the_store_gives_the_same_hits(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dense path reads its candidates' metadata from the keyword index's copy, and from
+    the store for a chunk the copy does not hold yet: either way, the same hits and facets."""
+    _, retrievers = world
+    retriever = retrievers["dense"]
+    queries = ["DocuSift price per invoice page", "how long are prompts kept", "intake triage"]
+    for principal in (ADMIN, FINANCE, Principal()):
+        copied = [
+            retriever.retrieve_with_facets(q, 5, today=TODAY, principal=principal) for q in queries
+        ]
+        read = {h.chunk_id for r in copied for h in r.hits}
+        assert read  # the event first: there were hits to compare
+        with monkeypatch.context() as patched:
+            patched.setattr(KeywordIndex, "metadata", lambda self, ids: {})  # copy lags
+            stored = [
+                retriever.retrieve_with_facets(q, 5, today=TODAY, principal=principal)
+                for q in queries
+            ]
+        assert [r.hits for r in stored] == [r.hits for r in copied]
+        assert [r.facets for r in stored] == [r.facets for r in copied]

@@ -2,7 +2,7 @@
 // elements (a bar is a styled div whose size is set through the CSSOM, which the page's
 // Content-Security-Policy allows; no chart library, nothing from outside).
 import { explain, request, ServiceError } from "./api.js";
-import { keyForm } from "./keyform.js";
+import { pageKeyForm } from "./keyform.js";
 import { docTypeLabel, el, pageReady } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -199,14 +199,5 @@ async function load() {
 
 ui.days.addEventListener("change", load);
 ui.reload.addEventListener("click", load);
-const key = keyForm(
-  {
-    settings: $("settings"),
-    form: $("key-form"),
-    input: $("api-key"),
-    forget: $("forget-key"),
-    status: $("key-status"),
-  },
-  load,
-);
+const key = pageKeyForm(load);
 load().finally(pageReady);

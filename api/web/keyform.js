@@ -41,3 +41,16 @@ export function keyForm(ui, changed) {
   show();
   return { show, refused };
 }
+
+/** The key form every page's header holds (the same element ids on each page). */
+export function pageKeyForm(changed) {
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    settings: $("settings"),
+    form: $("key-form"),
+    input: $("api-key"),
+    forget: $("forget-key"),
+    status: $("key-status"),
+  };
+  return keyForm(ui, changed);
+}

@@ -2,7 +2,7 @@
 // (POST /v1/documents/{id}/review) for the document's owner or an admin. A key without the
 // spoke role is told so in words.
 import { explain, request, ServiceError, sourcesWithKey } from "./api.js";
-import { keyForm } from "./keyform.js";
+import { pageKeyForm } from "./keyform.js";
 import { docTypeLabel, el, pageReady, sourceHref } from "./render.js";
 
 const $ = (id) => document.getElementById(id);
@@ -128,14 +128,5 @@ sourcesWithKey(ui.body, (error) => {
   ui.status.textContent = `The source could not be opened. ${explain(error)}`;
 });
 
-const key = keyForm(
-  {
-    settings: $("settings"),
-    form: $("key-form"),
-    input: $("api-key"),
-    forget: $("forget-key"),
-    status: $("key-status"),
-  },
-  load,
-);
+const key = pageKeyForm(load);
 load().finally(pageReady);

@@ -2,7 +2,7 @@
 // POST /v1/search, one card per document found, and "Similar projects" on project documents
 // (GET /v1/projects/similar). Every string from the service becomes a text node.
 import { explain, request, ServiceError, sourcesWithKey } from "./api.js";
-import { keyForm } from "./keyform.js";
+import { pageKeyForm } from "./keyform.js";
 import { docTypeLabel, el, pageReady, sourceHref } from "./render.js";
 
 const PASSAGES = 30; // passages asked for: the cards are the distinct documents among them
@@ -207,14 +207,5 @@ sourcesWithKey(ui.results, (error) => {
   ui.status.textContent = `The source could not be opened. ${explain(error)}`;
 });
 
-const key = keyForm(
-  {
-    settings: $("settings"),
-    form: $("key-form"),
-    input: $("api-key"),
-    forget: $("forget-key"),
-    status: $("key-status"),
-  },
-  () => ui.query.value.trim() && search(),
-);
+const key = pageKeyForm(() => ui.query.value.trim() && search());
 pageReady();
