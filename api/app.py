@@ -23,6 +23,7 @@ from api.routes import (
     chat,
     conflicts,
     documents,
+    evals,
     governance,
     ops,
     projects,
@@ -75,7 +76,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         upload_max_bytes=settings.upload_max_bytes,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts those 413s too
-    for module in (ops, search, ask, documents, governance, conflicts, projects, chat, admin):
+    for module in (
+        ops,
+        search,
+        ask,
+        documents,
+        governance,
+        conflicts,
+        projects,
+        chat,
+        admin,
+        evals,
+    ):
         app.include_router(module.router)
     install_page(app)  # the chat page at `/`, its script and style under /web
     return app

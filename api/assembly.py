@@ -52,8 +52,9 @@ from ingest.metadata import MetadataOptions
 from ingest.sources import mark_data_folder
 from ingest.sync import Ingester
 
-if TYPE_CHECKING:  # imported by build_local_knowledge_base when it runs
+if TYPE_CHECKING:  # imported by the builders below when they run
     from api.llamaindex_surface import LocalKnowledgeBase
+    from evals.suite_runs import EvalRuns
 
 
 def configure_runtime(settings: Settings) -> None:
@@ -244,7 +245,17 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         health=build_kb_health(settings, store, query_log),
         conflicts=build_conflicts(store, query_log, embedder),
         gap_clusters=build_gap_clusters(settings, store, query_log, embedder),
+        eval_runs=build_eval_runs(settings, store, embedder),
     )
+
+
+def build_eval_runs(settings: Settings, store: ChromaStore, embedder: Embedder) -> EvalRuns:
+    """Evaluation runs over the service's store and embedder, with its settings (changed per
+    run), into KB_DATA_DIR/evals. evals/ is imported here, as `kb eval` imports it when it runs:
+    api/ drives evals/ from outside, and nothing below api/ imports it."""
+    from evals.suite_runs import EvalRuns
+
+    return EvalRuns(settings, store, embedder, settings.eval_runs_dir)
 
 
 # -- the review workflow: stored reviews, the audit log, marking documents reviewed ----------

@@ -931,6 +931,81 @@ def eval_gate(
         raise typer.Exit(1)
 
 
+@eval_app.command("report")
+def eval_report(
+    runs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Run folders: the run of interest first, then its baseline, then any others "
+            "(the trend chart orders them by start time)."
+        ),
+    ],
+    out_file: Annotated[
+        Path | None,
+        typer.Option("--out", help="The HTML file (default: report.html in the first run)."),
+    ] = None,
+) -> None:
+    """One self-contained HTML page: the run against its baseline (compare's figures), charts
+    by question type, over the runs and of latency, and the worst questions."""
+    from evals.compare import Run
+    from evals.report_html import render
+
+    page = render([Run.load(r) for r in runs])
+    target = out_file or runs[0] / "report.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    out.print(f"report written to {target}", highlight=False, markup=False)
+
+
+@eval_app.command("triage")
+def eval_triage(
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="The triage file, appended to (default: KB_DATA_DIR/evals/triage.jsonl).",
+        ),
+    ] = None,
+    since: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            formats=["%Y-%m-%d"],
+            metavar="YYYY-MM-DD",
+            help="Only thumbs down given on or after this day (UTC).",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Thumbs down from the query log as candidate evaluation cases in the golden format, one
+    per distinct question, with what the log knows; only questions not yet in the file are
+    appended. An analyst completes and adopts them (evals/README.md, "Evaluation suites")."""
+    from evals.triage import triage
+
+    settings = _settings()
+    target = out_file or settings.eval_runs_dir / "triage.jsonl"
+    log = QueryLog(settings.query_log_path)
+    try:
+        result = triage(log.thumbs_down(since.date() if since else None), target)
+    finally:
+        log.close()
+    if as_json:
+        _print_json({"file": str(target), **asdict(result)})
+        return
+    out.print(
+        f"{result.thumbs_down} thumbs down on {result.questions} distinct questions: "
+        f"{len(result.added)} new candidate(s) appended to {target}, {result.known} already there",
+        highlight=False,
+        markup=False,
+    )
+    for c in result.added:
+        why = ", ".join(c["triage"]["reasons"]) or "no reason given"
+        out.print(
+            f"  {c['id']}  x{c['triage']['count']}  {c['question']}  ({why})",
+            highlight=False,
+            markup=False,
+        )
+
+
 @app.command()
 def projects(
     description: Annotated[

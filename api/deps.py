@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
@@ -34,6 +34,9 @@ from index.errors import AuthenticationError, PermissionDeniedError, RateLimited
 from index.hybrid import HybridRetriever
 from index.store import ChromaStore
 from ingest.sync import Ingester
+
+if TYPE_CHECKING:  # built by api/assembly.py when the service starts, like `kb eval` imports evals/
+    from evals.suite_runs import EvalRuns
 
 DEV_CALLER = Caller("dev", "local development (KB_AUTH=dev)", Role.ADMIN, ())
 
@@ -61,6 +64,7 @@ class Services:
     health: KBHealth  # knowledge-base health for the CoE (assistant/kb_health.py)
     conflicts: ConflictFinder  # supersession and conflict report (assistant/conflicts.py)
     gap_clusters: GapClusters  # the gap report by topic (assistant/gap_clusters.py)
+    eval_runs: EvalRuns  # evaluation runs started over HTTP (evals/suite_runs.py)
     ingest_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:

@@ -247,3 +247,59 @@ class SimilarProjectsOut(BaseModel):
         description="One entry per document, most similar first; only documents the caller "
         "may read are ever candidates."
     )
+
+
+class EvalRunIn(BaseModel):
+    """An evaluation run of a known dataset through the assistant as the service assembles it
+    (evals/README.md, "Evaluation suites"), changed for this run by `generator` and `set`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    dataset: str = Field(
+        min_length=1,
+        max_length=64,
+        description="A known dataset by name (`kb eval datasets`); files are not taken here.",
+        examples=["golden"],
+    )
+    generator: str | None = Field(
+        None,
+        max_length=32,
+        description="auto, local, openai or extractive (checked as KB_GENERATOR is); default: "
+        "the service's.",
+    )
+    limit: int | None = Field(
+        None, ge=1, description="At most this many questions, spread over the question types."
+    )
+    overrides: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        alias="set",
+        description="Settings changed for this run only, as `kb eval run --set KEY=VALUE`: a "
+        "settings field or its variable, validated the same way.",
+        examples=[{"answer_sources": 8}],
+    )
+
+
+class EvalRunProgress(BaseModel):
+    done: int = Field(description="Questions answered so far.")
+    total: int
+
+
+class EvalRunOut(BaseModel):
+    id: str = Field(description="The run folder's name under KB_DATA_DIR/evals.")
+    status: str = Field(description="running, complete, interrupted or failed.")
+    dataset: str
+    progress: EvalRunProgress
+    started_at: str
+    error: str | None = None
+
+
+class EvalRunDetail(EvalRunOut):
+    summary: dict[str, object] | None = Field(
+        None,
+        description="The run's summary.json (metrics overall, per type and per department) "
+        "once it is no longer running.",
+    )
+
+
+class EvalRunList(BaseModel):
+    runs: list[EvalRunOut] = Field(description="Every run folder, the latest started first.")

@@ -8,8 +8,9 @@ knowledge-gap report, and its clusters by topic, which add the answers given on 
 assistant/gap_clusters.py), how many answers citing each document readers marked down (the
 review queue again, whose urgency also counts thumbs down given for being "outdated"), and
 questions a day, refusals and thumbs down over a period (knowledge-base health,
-assistant/kb_health.py). The comment given with feedback is stored for whoever investigates;
-no report reads it yet.
+assistant/kb_health.py). The comment given with feedback is stored for whoever investigates:
+`kb eval triage` turns thumbs down, with their reason and comment, into candidate evaluation
+cases (evals/triage.py).
 """
 
 from __future__ import annotations
@@ -82,6 +83,24 @@ class AnswerStats:
     refused: int
     rated: int  # answers that got any feedback
     thumbs_down: int  # answers that got a thumbs down
+
+
+@dataclass(frozen=True)
+class ThumbsDown:
+    """A thumbs down and what the log keeps of the answer it rates (not the answer's text:
+    the log stores no answer text), for triage into evaluation cases (`kb eval triage`)."""
+
+    answer_id: str
+    at: str  # when the feedback was given
+    question: str  # as asked
+    standalone: str  # rewritten to stand alone (a follow-up), what was answered
+    groups: tuple[str, ...]  # the groups it read as; ("admin",) for an administrator
+    refused: bool
+    refusal_reason: str | None
+    cited: tuple[str, ...]  # the documents the answer cited
+    generator: str
+    reason: str | None  # a FeedbackReason value
+    comment: str | None
 
 
 @dataclass(frozen=True)
@@ -226,6 +245,37 @@ class QueryLog:
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (answer_id, _now(), asker.id, rating.value, reason and reason.value, comment),
             )
+
+    def thumbs_down(self, since: dt.date | None = None) -> list[ThumbsDown]:
+        """Every thumbs down, oldest first, with what the log holds of its answer; with
+        `since`, only feedback given on or after that day (UTC)."""
+        query = (
+            "SELECT a.answer_id, f.at, a.question, a.standalone, a.groups, a.refused, "
+            "a.refusal_reason, a.cited, a.generator, f.reason, f.comment "
+            "FROM feedback f JOIN answers a ON a.answer_id = f.answer_id WHERE f.rating = 'down'"
+        )
+        params: tuple[str, ...] = ()
+        if since is not None:
+            query += " AND f.at >= ?"
+            params = (since.isoformat(),)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY f.at, f.id", params).fetchall()
+        return [
+            ThumbsDown(
+                answer_id=row[0],
+                at=row[1],
+                question=row[2],
+                standalone=row[3],
+                groups=tuple(json.loads(row[4])),
+                refused=bool(row[5]),
+                refusal_reason=row[6],
+                cited=tuple(json.loads(row[7])),
+                generator=row[8],
+                reason=row[9],
+                comment=row[10],
+            )
+            for row in rows
+        ]
 
     def document_use(
         self, doc_ids: Iterable[str] | None = None, since: dt.date | None = None

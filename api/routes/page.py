@@ -14,6 +14,7 @@ carry the key the user pastes (or none, in `KB_AUTH=dev`), and the API decides w
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from importlib.resources import files
 
 from fastapi import APIRouter, FastAPI
@@ -24,26 +25,37 @@ from starlette.types import Scope
 
 ASSETS_PATH = "/web"  # where scripts and styles are served; the HTML files refer to it
 
-CONTENT_SECURITY_POLICY = "; ".join(
-    [
-        "default-src 'none'",
-        "script-src 'self'",
-        "style-src 'self'",
-        "img-src 'self'",
-        "connect-src 'self'",
-        "base-uri 'none'",
-        "form-action 'none'",
-        "frame-ancestors 'none'",
-        "require-trusted-types-for 'script'",
-        "trusted-types 'none'",
-    ]
-)
-SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-    "Cache-Control": "no-cache",  # revalidate (cheap: ETag), so an upgrade shows at once
-}
+
+def content_security_policy(style_hashes: Sequence[str] = ()) -> str:
+    """The pages' policy; `style_hashes` (`'sha256-...'`) allow inline `<style>` elements by
+    their hash, for a page built on the server (the evaluation report: evals/report_html.py)."""
+    return "; ".join(
+        [
+            "default-src 'none'",
+            "script-src 'self'",
+            " ".join(["style-src 'self'", *style_hashes]),
+            "img-src 'self'",
+            "connect-src 'self'",
+            "base-uri 'none'",
+            "form-action 'none'",
+            "frame-ancestors 'none'",
+            "require-trusted-types-for 'script'",
+            "trusted-types 'none'",
+        ]
+    )
+
+
+def security_headers(style_hashes: Sequence[str] = ()) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": content_security_policy(style_hashes),
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-cache",  # revalidate (cheap: ETag), so an upgrade shows at once
+    }
+
+
+CONTENT_SECURITY_POLICY = content_security_policy()
+SECURITY_HEADERS = security_headers()
 
 router = APIRouter(tags=["page"], include_in_schema=False)
 
