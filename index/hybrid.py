@@ -19,7 +19,7 @@ from index.facets import FACET_NAMES, FacetName, Facets, count_facets, pool_docu
 from index.filters import ANONYMOUS, Principal, SearchFilters, Where, build_where, matches
 from index.hits import Hit, hit_from_chroma
 from index.keyword import KeywordIndex
-from index.records import chunk_id
+from index.records import chunk_id, version_digest
 from index.store import ChromaStore
 
 log = logging.getLogger("kb.index")
@@ -133,7 +133,7 @@ class HybridRetriever:
         n = max(self.options.candidates, k * 2)
         dense = self._dense(query, n, where) if self.options.mode != "keyword" else []
         keyword = self._keyword.search(query, n, where) if self.options.mode != "dense" else []
-        ranked = self._fuse(dense, keyword)
+        ranked = self._one_version(self._fuse(dense, keyword))
         hits = self._materialize(ranked, dense, keyword, k, today, where)
         if neighbors > 0:
             hits = self._with_neighbors(hits, neighbors)
@@ -172,6 +172,32 @@ class HybridRetriever:
             elif cid in fresh:  # else deleted since the query
                 rows.append((cid, fresh[cid][0], fresh[cid][1], similarity))
         return rows
+
+    def _one_version(self, ranked: list[tuple[str, float]]) -> list[tuple[str, float]]:
+        """The candidates of one version per document. A sync writes a document's new chunks
+        before it deletes the old ones (ingest/sync.py), so a search in between, or after a run
+        killed in between and before the next, finds both versions: the registry's (the one
+        being written) is kept, or, if it has none here, the best-ranked. The registry is read
+        only for a document found in two versions."""
+        versions: dict[str, list[str]] = {}
+        for cid, _ in ranked:
+            doc_id, digest = _version(cid)
+            seen = versions.setdefault(doc_id, [])
+            if digest not in seen:
+                seen.append(digest)
+        keep: dict[str, str] = {}
+        for doc_id, digests in versions.items():
+            if len(digests) > 1:
+                record = self._store.document(doc_id)
+                current = version_digest(record.content_hash) if record else None
+                keep[doc_id] = current if current in digests else digests[0]
+        if not keep:
+            return ranked
+        return [
+            (cid, score)
+            for cid, score in ranked
+            if keep.get((version := _version(cid))[0], version[1]) == version[1]
+        ]
 
     def _fuse(self, dense: list[DenseRow], keyword: list[KeywordRow]) -> list[tuple[str, float]]:
         """Weighted reciprocal rank fusion: (chunk id, score in 0..1), best first."""
@@ -262,6 +288,13 @@ class HybridRetriever:
             ]
             out.append(hit.with_(context=join_chunks(parts)))
         return out
+
+
+def _version(cid: str) -> tuple[str, str]:
+    """(doc id, content digest) of a chunk id (index.records.chunk_id); an id of another
+    form is a version of its own."""
+    parts = cid.rsplit(":", 2)
+    return (parts[0], parts[1]) if len(parts) == 3 else (cid, "")
 
 
 def _sibling(hit: Hit, index: int) -> str:

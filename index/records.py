@@ -251,10 +251,15 @@ class Chunk:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def version_digest(content_hash: str) -> str:
+    """The part of a document version's content hash its chunk ids carry."""
+    return content_hash[:12]
+
+
 def chunk_id(doc_id: str, content_hash: str, index: int) -> str:
     """Deterministic: the same document content always yields the same chunk ids, so a
     repeated write is an idempotent upsert, and chunks of another version are recognisable."""
-    return f"{doc_id}:{content_hash[:12]}:{index:04d}"
+    return f"{doc_id}:{version_digest(content_hash)}:{index:04d}"
 
 
 def chunk_to_chroma(record: DocumentRecord, chunk: Chunk, index: int) -> dict[str, Any]:

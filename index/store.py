@@ -264,9 +264,19 @@ class ChromaStore:
 
     @_follows_swaps
     def document_chunks(self, doc_id: str) -> list[tuple[str, str, dict[str, Any]]]:
-        """(id, text, metadata) of one document's chunks, in document order."""
+        """(id, text, metadata) of one document's chunks, in document order: of one version,
+        the registry's, when a sync is between writing a new version and deleting the old
+        (or was killed there: ingest/sync.py)."""
         got = self.chunks.get(where={"doc_id": doc_id}, include=["documents", "metadatas"])
         rows = list(zip(got["ids"], got["documents"], got["metadatas"], strict=True))
+        if len({row[2].get("content_hash") for row in rows}) > 1:
+            record = self.document(doc_id)
+            current = [
+                row for row in rows if record and row[2].get("content_hash") == record.content_hash
+            ]
+            rows = current or [
+                row for row in rows if row[2].get("content_hash") == rows[0][2].get("content_hash")
+            ]
         return sorted(rows, key=lambda row: int(row[2].get("chunk_index", 0)))
 
     @_follows_swaps
