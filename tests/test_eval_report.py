@@ -25,8 +25,9 @@ from evals.suite import Suite, header, with_overrides
 from evals.suite_data import Dataset
 from evals.systems import assemble
 from index.embedding import SentenceTransformerEmbedder
-from tests.conftest import TODAY_STR, markdown, write
+from tests.conftest import TODAY_STR, write
 from tests.test_chat_page import CHROMIUM, CHROMIUM_ARGS
+from tests.test_eval_runner import _tree  # the same three documents
 
 HOSTILE = "What is the budget ceiling for a pilot <script>window.__pwned=1</script>?"
 DATASET = (
@@ -38,30 +39,6 @@ DATASET = (
     "What did the steering group decide about pilots?,pilot-rules,steering group,procedural\n"
     "Which catering company serves the staff canteen?,,,unanswerable\n"
 )
-
-
-def _tree(root: Path) -> Path:
-    write(
-        root / "finance" / "ap.md",
-        markdown(
-            "ap-lessons",
-            "# AP lessons\n\n## Outcome\n\nTouchless matching rose from 38% to 81% with DocuSift.",
-            doc_type="lessons_learned",
-        ),
-    )
-    write(
-        root / "coe" / "intake.md",
-        markdown("intake", "# Intake\n\nSubmit the AI-01 form; triage takes 10 working days."),
-    )
-    write(
-        root / "coe" / "pilots.md",
-        markdown(
-            "pilot-rules",
-            "# Pilot rules\n\n## Budget\n\nA pilot may spend up to EUR 40000 before the "
-            "steering group reviews it.",
-        ),
-    )
-    return root
 
 
 @pytest.fixture(scope="module")
