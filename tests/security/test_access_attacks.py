@@ -859,10 +859,11 @@ def test_a_revoked_key_gets_401_on_every_route_that_needs_a_key(kb: KB) -> None:
     page, outside the schema, serves no content of the base)."""
     schema = kb.client.get("/openapi.json").json()
     routes = [(method.upper(), path) for path, item in schema["paths"].items() for method in item]
-    assert len(routes) == 22
+    assert len(routes) == 26
     statuses = {}
     for method, path in routes:
         url = path.replace("{doc_id}", "hr-comp-bands").replace("{model}", "kb-extractive")
+        url = url.replace("{id}", "golden-20261202T000000")
         kwargs: dict[str, Any] = {"headers": as_("revoked")}
         if method == "POST":
             if path == "/v1/documents":
@@ -876,8 +877,9 @@ def test_a_revoked_key_gets_401_on_every_route_that_needs_a_key(kb: KB) -> None:
             assert not any(secret in response.text for secret in key_secrets())
     guarded = {route for route, status in statuses.items() if status == 401}
     assert set(statuses) - guarded == OPEN_ROUTES
-    assert len(guarded) == 19
+    assert len(guarded) == 23
     assert ("POST", "/v1/ask") in guarded
+    assert ("POST", "/v1/evals/runs") in guarded
     assert ("GET", "/v1/documents/{doc_id}/source") in guarded
 
 
