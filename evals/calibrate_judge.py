@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from api.assembly import build_assistant, build_generator
+from assistant.service import Assistant
 from evals.bench_answers import GOLDEN_TODAY, Item, golden_items, prepare
 from evals.benchkit import configure_runtime, percentiles
+from evals.calibrate_refusal import share
 
 GRID = tuple(round(0.05 * i, 2) for i in range(2, 15))  # 0.10 .. 0.70
 
@@ -43,10 +45,10 @@ class Judged:
     judge_ms: float | None
 
 
-def judged(dataset: str, items: Sequence[Item], assistant: object) -> list[Judged]:
+def judged(dataset: str, items: Sequence[Item], assistant: Assistant) -> list[Judged]:
     out = []
     for n, item in enumerate(items, start=1):
-        answer = assistant.ask(item.question, principal=item.principal)  # type: ignore[attr-defined]
+        answer = assistant.ask(item.question, principal=item.principal)
         p = answer.answerability
         part = item.part.value if item.part else "held out"
         ms = answer.timings_ms.get("judge")
@@ -64,9 +66,7 @@ def rates(rows: Sequence[Judged], threshold: float) -> tuple[float, float]:
 
     answered = [not refused(r) for r in rows if r.answerable]
     caught = [refused(r) for r in rows if not r.answerable]
-    return float(np.mean(answered)) if answered else np.nan, (
-        float(np.mean(caught)) if caught else np.nan
-    )
+    return share(answered), share(caught)
 
 
 def auc(rows: Sequence[Judged]) -> float:

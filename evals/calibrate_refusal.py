@@ -97,7 +97,7 @@ def gate_rates(probes: Sequence[Probe], threshold: float) -> tuple[float, float]
     """(share of answerable kept, share of unanswerable refused) by the gate at `threshold`."""
     kept = [p.top >= threshold for p in probes if p.answerable]
     refused = [p.top < threshold for p in probes if not p.answerable]
-    return _share(kept), _share(refused)
+    return share(kept), share(refused)
 
 
 def llm_refused(p: Probe, gate: float, threshold: float) -> bool:
@@ -111,10 +111,10 @@ def llm_rates(probes: Sequence[Probe], gate: float, threshold: float) -> tuple[f
     """(share of answerable answered, share of unanswerable refused) by gate and model."""
     kept = [not llm_refused(p, gate, threshold) for p in probes if p.answerable]
     caught = [llm_refused(p, gate, threshold) for p in probes if not p.answerable]
-    return _share(kept), _share(caught)
+    return share(kept), share(caught)
 
 
-def _share(flags: Sequence[bool]) -> float:
+def share(flags: Sequence[bool]) -> float:
     return float(np.mean(flags)) if flags else float("nan")
 
 
