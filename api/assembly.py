@@ -42,11 +42,12 @@ from index.embedding import (
     query_backend,
 )
 from index.environment import use_offline_environment
+from index.filelock import FileLock
 from index.filters import Principal
 from index.hybrid import HybridRetriever, RetrievalOptions
 from index.keyword import KeywordIndex, Tokenizer
 from index.reviews import REVIEWS_FILE, ReviewStore
-from index.store import ChromaStore
+from index.store import ChromaServer, ChromaStore
 from ingest.chunking import ChunkingOptions
 from ingest.metadata import MetadataOptions
 from ingest.sources import mark_data_folder
@@ -70,10 +71,20 @@ def configure_runtime(settings: Settings) -> None:
 
 def build_store(settings: Settings) -> ChromaStore:
     mark_data_folder(settings.data_dir)  # never ingested, even inside an ingested tree
+    server = None
+    if settings.chroma_host:
+        server = ChromaServer(
+            settings.chroma_host,
+            settings.chroma_port,
+            ssl=settings.chroma_ssl,
+            auth_token=settings.chroma_auth_token,
+            auth_header=settings.chroma_auth_header,
+            tenant=settings.chroma_tenant,
+            database=settings.chroma_database,
+        )
     return ChromaStore.open(
-        path=None if settings.chroma_host else settings.chroma_path,
-        host=settings.chroma_host,
-        port=settings.chroma_port,
+        path=settings.chroma_path,
+        server=server,
         chunks_name=settings.chunks_collection,
         documents_name=settings.documents_collection,
     )
@@ -246,6 +257,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         conflicts=build_conflicts(store, query_log, embedder),
         gap_clusters=build_gap_clusters(settings, store, query_log, embedder),
         eval_runs=build_eval_runs(settings, store, embedder),
+        ingest_lock=FileLock(settings.ingest_lock_path),
     )
 
 

@@ -39,6 +39,7 @@ from api.assembly import (
 from api.keys import KeyInfo, KeyStore, Role
 from api.settings import Settings
 from api.streaming import shown
+from api.uploads import exclusive
 from assistant.audit import AuditAction, AuditEntry
 from assistant.conflicts import DEFAULT_DAYS as CONFLICT_DAYS
 from assistant.conflicts import ConflictFinder
@@ -52,6 +53,7 @@ from assistant.signoff import Reviewer, ReviewResult
 from index.embedding import Embedder
 from index.errors import InvalidRequestError, KBError
 from index.facets import FacetCount
+from index.filelock import FileLock
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.integrity import CheckReport, check
@@ -132,9 +134,10 @@ def ingest(
         def progress(done: int, total: int, rel: str) -> None:
             bar.update(task, completed=done - 1, total=total, description=rel)
 
-        report = ingester.sync(
-            path, progress=progress, defaults=run_defaults, strict=True if strict else None
-        )
+        with exclusive(FileLock(settings.ingest_lock_path)):
+            report = ingester.sync(
+                path, progress=progress, defaults=run_defaults, strict=True if strict else None
+            )
     build_audit_log(settings).append(
         _cli_actor(), AuditAction.INGEST, str(path.resolve()), report.summary()
     )
@@ -431,9 +434,10 @@ def review(
     who = _cli_actor()
     reviewer = Reviewer(who=who, name=who, principal=Principal.of(admin=True))
     try:
-        result = signoff.mark_reviewed(
-            doc_id, reviewer, until=until.date() if until else None, note=note
-        )
+        with exclusive(FileLock(settings.ingest_lock_path)):  # an ingest must not restamp it
+            result = signoff.mark_reviewed(
+                doc_id, reviewer, until=until.date() if until else None, note=note
+            )
     except InvalidRequestError as exc:  # name the options this command has
         option = {"review_date": "--until", "note": "--note"}.get(exc.parameter, exc.parameter)
         raise InvalidRequestError(option, exc.reason) from None
@@ -641,8 +645,13 @@ def store_check(
 ) -> None:
     """Find chunks dense search cannot return (chroma-core/chroma#7758) and chunks the
     registry does not know or misses. Exits 1 if a problem is left."""
-    store = build_store(_settings())
-    report = check_and_repair(store, sample=sample) if repair else check(store, sample=sample)
+    settings = _settings()
+    store = build_store(settings)
+    if repair:
+        with exclusive(FileLock(settings.ingest_lock_path)):  # no ingest while it rewrites
+            report = check_and_repair(store, sample=sample)
+    else:
+        report = check(store, sample=sample)
     if as_json:
         _print_json(report.to_json())
     else:

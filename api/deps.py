@@ -8,10 +8,9 @@ authenticates the API key, applies the caller's rate limit, and hands the route 
 from __future__ import annotations
 
 import datetime as dt
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,12 +30,16 @@ from assistant.querylog import Asker, QueryLog
 from assistant.service import Answer, Assistant
 from assistant.signoff import SignOff
 from index.errors import AuthenticationError, PermissionDeniedError, RateLimitedError
+from index.filelock import FileLock
 from index.hybrid import HybridRetriever
 from index.store import ChromaStore
 from ingest.sync import Ingester
 
 if TYPE_CHECKING:  # built by api/assembly.py when the service starts, like `kb eval` imports evals/
     from evals.suite_runs import EvalRuns
+
+# how long the service's shutdown waits for an evaluation run to finish its current question
+EVAL_SHUTDOWN_WAIT_S = 300.0
 
 DEV_CALLER = Caller("dev", "local development (KB_AUTH=dev)", Role.ADMIN, ())
 
@@ -65,7 +68,7 @@ class Services:
     conflicts: ConflictFinder  # supersession and conflict report (assistant/conflicts.py)
     gap_clusters: GapClusters  # the gap report by topic (assistant/gap_clusters.py)
     eval_runs: EvalRuns  # evaluation runs started over HTTP (evals/suite_runs.py)
-    ingest_lock: threading.Lock = field(default_factory=threading.Lock)
+    ingest_lock: FileLock  # one ingest at a time, across processes (KB_DATA_DIR/ingest.lock)
 
     def record_answer(self, answer: Answer, caller: Caller, route: str, started: float) -> None:
         """Log an answer served over HTTP (query log and metrics); `started` is a
@@ -76,6 +79,7 @@ class Services:
         self.metrics.observe_answer(answer)
 
     def close(self) -> None:
+        self.eval_runs.close(EVAL_SHUTDOWN_WAIT_S)
         self.keys.close()
         self.query_log.close()
 

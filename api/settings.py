@@ -26,7 +26,7 @@ from assistant.service import AssistantOptions
 from index.embedding import BATCH_SIZE, CACHE_ENTRIES, EMBEDDERS, EmbedderConfig
 from index.hybrid import RetrievalOptions
 from index.records import SLUG
-from index.store import CHROMA_PORT, CHUNKS_COLLECTION, DOCUMENTS_COLLECTION
+from index.store import CHUNKS_COLLECTION, DOCUMENTS_COLLECTION, ChromaServer
 from ingest.chunking import ChunkingOptions
 from ingest.metadata import MetadataOptions
 
@@ -58,7 +58,31 @@ class Settings(BaseSettings):
         description="Host of a Chroma server (`chroma run`); unset means the embedded store "
         "under `KB_DATA_DIR`.",
     )
-    chroma_port: int = Field(CHROMA_PORT, ge=1, le=65535, description="Port of that Chroma server.")
+    chroma_port: int = Field(
+        ChromaServer.port, ge=1, le=65535, description="Port of that Chroma server."
+    )
+    chroma_ssl: bool = Field(
+        ChromaServer.ssl,
+        description="Reach that Chroma server over TLS (https), as a gateway or a managed "
+        "Chroma service requires.",
+    )
+    chroma_auth_token: str | None = Field(
+        None,
+        description="Token sent to that Chroma server with every request, in the header "
+        "`KB_CHROMA_AUTH_HEADER` names (never logged).",
+    )
+    chroma_auth_header: str = Field(
+        ChromaServer.auth_header,
+        pattern=r"^[A-Za-z0-9-]+$",
+        description="Header that carries `KB_CHROMA_AUTH_TOKEN`: `Authorization` sends "
+        "`Bearer <token>`, any other header (Chroma's `X-Chroma-Token`) the token itself.",
+    )
+    chroma_tenant: str = Field(
+        ChromaServer.tenant, min_length=1, description="Tenant on that Chroma server."
+    )
+    chroma_database: str = Field(
+        ChromaServer.database, min_length=1, description="Database of that tenant."
+    )
     chunks_collection: str = Field(
         CHUNKS_COLLECTION,
         min_length=3,
@@ -356,6 +380,12 @@ class Settings(BaseSettings):
     @property
     def query_log_path(self) -> Path:
         return self.data_dir / "queries.sqlite"
+
+    @property
+    def ingest_lock_path(self) -> Path:
+        """The lock every ingest of this data folder holds (`kb ingest`, uploads, syncs and
+        reviews in every API process): one at a time."""
+        return self.data_dir / "ingest.lock"
 
     @property
     def eval_runs_dir(self) -> Path:

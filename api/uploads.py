@@ -30,7 +30,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -47,6 +46,7 @@ from index.errors import (
     InvalidRequestError,
     TooLargeError,
 )
+from index.filelock import FileLock
 from index.records import DocumentMeta, DocumentRecord
 from index.store import ChromaStore
 from ingest.metadata import read_metadata, sidecar_path, split_front_matter
@@ -99,12 +99,14 @@ def corpus_root(corpus_dir: Path) -> Path:
 
 
 @contextmanager
-def exclusive(lock: threading.Lock) -> Iterator[None]:
-    """Hold the ingest lock, or fail at once with 409: an ingest takes seconds to minutes, and
-    a request waiting for it would hold a worker thread and likely time out."""
-    if not lock.acquire(blocking=False):
+def exclusive(lock: FileLock) -> Iterator[None]:
+    """Hold the ingest lock, or fail at once (409 over HTTP): an ingest takes seconds to
+    minutes, and a request waiting for it would hold a worker thread and likely time out."""
+    if not lock.try_acquire():
         raise ConflictError(
-            "another upload or sync is running: retry when it has finished (sync is not queued)"
+            "another upload or sync is running on this data folder (an upload, POST /v1/sync, "
+            "a review or `kb ingest`, in any process): retry when it has finished (it is not "
+            "queued)"
         )
     try:
         yield

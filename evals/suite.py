@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,11 +34,13 @@ from evals.golden import DATASETS as GOLDEN_FORMAT_SETS
 from evals.suite_data import Dataset, SuiteQuestion, type_counts
 from evals.suite_metrics import all_metrics
 from evals.systems import SystemUnderTest, as_system, record_of
-from index.errors import InputError, InvalidRequestError
+from index.errors import ConflictError, InputError, InvalidRequestError
+from index.filelock import FileLock
 from index.records import DocumentRecord
 
 RECORDS = "records.jsonl"
 SUMMARY = "summary.json"
+WRITING = ".writing.lock"  # held while a process answers into the folder (index/filelock.py)
 # The day the golden and employee sets' stale labels hold on (evals/datasets/README.md); a run
 # without KB_TODAY judges staleness on it, so the labels mean what they say.
 DATASET_TODAY = {name: dt.date.fromisoformat(GOLDEN_TODAY) for name in GOLDEN_FORMAT_SETS}
@@ -55,6 +58,9 @@ SERVICE_ONLY = frozenset(
         "port",
         "serve_threads",
         "openai_api_key",
+        "chroma_auth_token",
+        "chroma_auth_header",
+        "chroma_ssl",
         "openai_timeout_s",
         "openai_retries",
         "embed_batch_size",
@@ -163,7 +169,16 @@ def read_summary(folder: Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(f"{folder}: no {SUMMARY}: not a run folder of `kb eval run`")
     loaded: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if loaded.get("status") == "running" and not run_lock(folder).held():
+        loaded["status"] = "interrupted"  # its process ended without a last summary
     return loaded
+
+
+def run_lock(folder: Path) -> FileLock:
+    """The lock a run holds on its folder while it answers: two processes never append to one
+    run, and a summary saying "running" whose lock nobody holds was left by a process that
+    ended without writing its last summary."""
+    return FileLock(folder / WRITING)
 
 
 def write_summary(folder: Path, summary: dict[str, Any]) -> None:
@@ -225,6 +240,9 @@ class Suite:
     header: dict[str, Any]  # dataset, generator, configuration, corpus, code, today, ...
     progress: Callable[[Progress], None] = lambda p: None
     asked: list[str] = field(default_factory=list)  # ids asked in this session
+    # set by another thread (the service shutting down) to end the run after the current
+    # question, as an interrupted run that the same request resumes
+    stop: threading.Event = field(default_factory=threading.Event)
     system: SystemUnderTest = field(init=False)
 
     def __post_init__(self) -> None:
@@ -232,8 +250,21 @@ class Suite:
 
     def run(self) -> dict[str, Any]:
         """Answer the questions not yet recorded, then write the summary; on Ctrl-C write the
-        summary of what is done (status "interrupted") and re-raise."""
+        summary of what is done (status "interrupted") and re-raise; when `stop` is set, write
+        it after the current question and return it."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        writing = run_lock(self.folder)
+        if not writing.try_acquire():
+            raise ConflictError(
+                f"{self.folder} is being written by another evaluation run: wait for it to end, "
+                "or give this run its own --out folder"
+            )
+        try:
+            return self._run()
+        finally:
+            writing.release()
+
+    def _run(self) -> dict[str, Any]:
         check_resumable(self.folder, self.header)
         done = {r["id"]: r for r in read_records(self.folder)}
         todo = [q for q in self.questions if q.id not in done]
@@ -244,6 +275,10 @@ class Suite:
         try:
             with (self.folder / RECORDS).open("a", encoding="utf-8") as out:
                 for i, q in enumerate(todo, start=1):
+                    if self.stop.is_set():
+                        summary = self.summary(done, "interrupted", started)
+                        write_summary(self.folder, summary)
+                        return summary
                     record = self.ask(q, departments)
                     out.write(json.dumps(record, ensure_ascii=False) + "\n")
                     out.flush()

@@ -36,8 +36,10 @@ from evals.suite_data import known_datasets, select
 from evals.systems import SystemChoice, Workbench, build_system
 from index.embedding import Embedder
 from index.errors import ConflictError, InvalidRequestError, NotFoundError
+from index.filelock import FileLock
 from index.store import ChromaStore
 
+SERVICE_LOCK = ".service-run.lock"  # one run at a time across the service's processes
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
@@ -63,10 +65,13 @@ class EvalRuns:
         self._settings = settings
         self._store = store
         self._embedder = embedder
-        self._runs_dir = runs_dir
-        self._busy = threading.Lock()  # held from start() until the run's thread ends
+        self.runs_dir = runs_dir
+        # held from start() until the run's thread ends, across every process serving this
+        # data folder (uvicorn workers, other `kb serve`s)
+        self._busy = FileLock(runs_dir / SERVICE_LOCK)
         self._active: RunStatus | None = None
         self._thread: threading.Thread | None = None
+        self._suite: Suite | None = None
 
     # -- starting ------------------------------------------------------------------------------
 
@@ -78,27 +83,30 @@ class EvalRuns:
         overrides: Mapping[str, Any] | None = None,
     ) -> RunStatus:
         """Check the request, then answer its questions in a thread; 409 while a run is going."""
-        if not self._busy.acquire(blocking=False):
-            running = self._active.id if self._active else "another run"
+        if not self._busy.try_acquire():
+            active = self._active
+            mine = active is not None and active.status == "running"
+            running = active.id if mine and active else "another process's run"
             raise ConflictError(
                 f"an evaluation run is in progress ({running}): one runs at a time; retry when "
                 "GET /v1/evals/runs says it is done"
             )
         try:
-            suite = self._suite(dataset, generator, limit, overrides or {})
+            suite = self._prepare(dataset, generator, limit, overrides or {})
         except BaseException:
             self._busy.release()
             raise
         self._active = RunStatus(
             suite.folder.name, "running", dataset, 0, len(suite.questions), _now()
         )
+        self._suite = suite
         self._thread = threading.Thread(
             target=self._run, args=(suite,), name=f"eval-{suite.folder.name}", daemon=True
         )
         self._thread.start()
         return self._active
 
-    def _suite(
+    def _prepare(
         self, name: str, generator: str | None, limit: int | None, overrides: Mapping[str, Any]
     ) -> Suite:
         known = {d.name: d for d in known_datasets()}
@@ -132,11 +140,11 @@ class EvalRuns:
 
     def _new_folder(self, dataset: str) -> Path:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = self._runs_dir / f"{dataset}-{stamp}"
+        folder = self.runs_dir / f"{dataset}-{stamp}"
         n = 1
         while folder.exists():
             n += 1
-            folder = self._runs_dir / f"{dataset}-{stamp}-{n}"
+            folder = self.runs_dir / f"{dataset}-{stamp}-{n}"
         return folder
 
     def _progressed(self, p: Progress) -> None:
@@ -166,12 +174,19 @@ class EvalRuns:
         if self._thread is not None:
             self._thread.join(timeout_s)
 
+    def close(self, timeout_s: float | None = None) -> None:
+        """At the service's shutdown: end the run going on after its current question, as an
+        interrupted run with its summary written, and wait for that (`timeout_s` at most)."""
+        if self._suite is not None:
+            self._suite.stop.set()
+        self.wait(timeout_s)
+
     # -- reporting -----------------------------------------------------------------------------
 
     def runs(self) -> list[RunStatus]:
         """Every run folder (and the run just started, before it has written one), the
         latest started first."""
-        ids = {p.parent.name for p in self._runs_dir.glob(f"*/{SUMMARY}")}
+        ids = {p.parent.name for p in self.runs_dir.glob(f"*/{SUMMARY}")}
         if self._active is not None:
             ids.add(self._active.id)
         return sorted((self.get(i) for i in ids), key=lambda r: r.started_at, reverse=True)
@@ -179,7 +194,7 @@ class EvalRuns:
     def get(self, run_id: str) -> RunStatus:
         active = self._active
         if active is not None and active.id == run_id:
-            written = (self._runs_dir / run_id / SUMMARY).is_file()
+            written = (self.runs_dir / run_id / SUMMARY).is_file()
             if active.status == "running" or not written:  # the live figures, or all there is
                 return active
         summary = read_summary(self.folder(run_id))
@@ -197,16 +212,16 @@ class EvalRuns:
         """summary.json of the run; None for the run just started that failed before
         writing one (its error is in `get`)."""
         active = self._active
-        if active is not None and active.id == run_id and not (self._runs_dir / run_id).is_dir():
+        if active is not None and active.id == run_id and not (self.runs_dir / run_id).is_dir():
             return None
         return read_summary(self.folder(run_id))
 
     def folder(self, run_id: str) -> Path:
         """The run's folder: a folder directly under the runs folder holding a summary."""
-        folder = self._runs_dir / run_id
+        folder = self.runs_dir / run_id
         if (
             not RUN_ID.fullmatch(run_id)
-            or folder.resolve().parent != self._runs_dir.resolve()
+            or folder.resolve().parent != self.runs_dir.resolve()
             or not (folder / SUMMARY).is_file()
         ):
             raise NotFoundError(f"no evaluation run '{run_id}': see GET /v1/evals/runs")

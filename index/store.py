@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -51,6 +52,7 @@ __all__ = [
     "DOCUMENTS_COLLECTION",
     "GENERATION_KEY",
     "MAX_BATCH",
+    "ChromaServer",
     "ChromaStore",
 ]
 
@@ -58,21 +60,65 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _client(path: Path | None, host: str | None, port: int) -> Any:
+@dataclass(frozen=True)
+class ChromaServer:
+    """Where a Chroma server is and how to reach it (`chroma run`, a gateway in front of one,
+    or a managed Chroma service): the settings `KB_CHROMA_*` give."""
+
+    host: str
+    port: int = CHROMA_PORT
+    ssl: bool = False
+    auth_token: str | None = field(default=None, repr=False)
+    auth_header: str = "Authorization"
+    tenant: str = "default_tenant"
+    database: str = "default_database"
+
+    def headers(self) -> dict[str, str]:
+        """The header carrying the token: `Authorization: Bearer <token>`, or the token itself
+        in any other header (Chroma's `X-Chroma-Token`)."""
+        if not self.auth_token:
+            return {}
+        if self.auth_header.lower() == "authorization":
+            return {"Authorization": f"Bearer {self.auth_token}"}
+        return {self.auth_header: self.auth_token}
+
+    def __str__(self) -> str:
+        return f"{'https' if self.ssl else 'http'}://{self.host}:{self.port}"
+
+
+def _client(path: Path | None, server: ChromaServer | None) -> Any:
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
     settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     try:
-        if host:
-            return chromadb.HttpClient(host=host, port=port, settings=settings)
+        if server is not None:
+            return chromadb.HttpClient(
+                host=server.host,
+                port=server.port,
+                ssl=server.ssl,
+                headers=server.headers(),
+                settings=settings,
+                tenant=server.tenant,
+                database=server.database,
+            )
         if path is None:
             return chromadb.EphemeralClient(settings=settings)
         path.mkdir(parents=True, exist_ok=True)
         return chromadb.PersistentClient(path=str(path), settings=settings)
     except Exception as exc:
-        where = f"server {host}:{port}" if host else f"folder {path}"
-        raise StoreError(f"cannot open the Chroma store at {where}: {exc}") from exc
+        where = f"server {server}" if server else f"folder {path}"
+        raise StoreError(
+            f"cannot open the Chroma store at {where}: {_without(exc, server)}"
+        ) from exc
+
+
+def _without(exc: Exception, server: ChromaServer | None) -> str:
+    """The error's text with the server's token blanked out, should a message quote it."""
+    text = str(exc)
+    if server is not None and server.auth_token:
+        text = text.replace(server.auth_token, "***")
+    return text
 
 
 def _follows_swaps(
@@ -107,12 +153,12 @@ class ChromaStore:
         cls,
         *,
         path: Path | None,
-        host: str | None = None,
-        port: int = CHROMA_PORT,
+        server: ChromaServer | None = None,
         chunks_name: str = CHUNKS_COLLECTION,
         documents_name: str = DOCUMENTS_COLLECTION,
     ) -> ChromaStore:
-        return cls(_client(path, host, port), chunks_name, documents_name)
+        """The store in the folder `path` (in memory when None), or on `server` when given."""
+        return cls(_client(None if server else path, server), chunks_name, documents_name)
 
     @property
     def client(self) -> Any:

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.deps import Services
 from api.settings import Settings
+from index.filelock import FileLock
 from tests.conftest import free_port
 
 
@@ -52,3 +53,14 @@ def services(client: TestClient) -> Services:
     """The services the app behind `client` was built with."""
     found: Services = client.app.state.services  # type: ignore[attr-defined]
     return found
+
+
+@contextmanager
+def ingest_held(client: TestClient) -> Iterator[None]:
+    """The service's ingest lock held as another process holds it: through its own open file."""
+    other = FileLock(services(client).ingest_lock.path)
+    assert other.try_acquire(), "the ingest lock was already held"
+    try:
+        yield
+    finally:
+        other.release()

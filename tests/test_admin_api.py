@@ -25,7 +25,7 @@ from index.store import ChromaStore
 from ingest.sync import Ingester
 from tests.conftest import markdown, write
 from tests.samples import make_docx, make_html, make_pdf
-from tests.serving import services
+from tests.serving import ingest_held, services
 
 UPLOAD_MAX = 300_000
 KEYS: dict[str, str] = {}
@@ -439,8 +439,7 @@ def test_upload_leaves_unsynced_deletions_to_sync(client: TestClient, corpus: Pa
 
 
 def test_sync_refuses_while_another_ingest_runs(client: TestClient) -> None:
-    lock = services(client).ingest_lock
-    with lock:
+    with ingest_held(client):
         response = client.post("/v1/sync")
         busy_upload = upload(client, ("x.md", markdown("x", "# X", department="coe").encode()))
     assert response.status_code == busy_upload.status_code == 409

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from index.collections import find, is_gone
-from index.store import ChromaStore
+from index.store import ChromaServer, ChromaStore
 from tests.test_server_mode import server  # noqa: F401  (the `chroma run` fixture, reused)
 
 VECTOR = [[0.6, 0.8]]
@@ -31,7 +31,7 @@ def client(request: pytest.FixtureRequest, chroma_client: Any) -> Any:
     if request.param == "embedded":
         return chroma_client
     port = request.getfixturevalue("server")
-    return ChromaStore.open(path=None, host="127.0.0.1", port=port).client
+    return ChromaStore.open(path=None, server=ChromaServer("127.0.0.1", port)).client
 
 
 def _gone_handle(client: Any) -> Any:

@@ -23,10 +23,12 @@ from api.cli import app as kb
 from api.keys import KeyStore, Role
 from api.settings import Settings
 from evals.report_html import STYLE_HASH
-from evals.suite import Suite
+from evals.suite import Suite, run_lock
 from evals.suite_data import DatasetError, load_golden_format
+from evals.suite_runs import SERVICE_LOCK
 from index.embedding import SentenceTransformerEmbedder
 from index.errors import NotFoundError
+from index.filelock import FileLock
 from tests.serving import services
 
 CORPUS = Path(__file__).parents[1] / "corpus"
@@ -164,15 +166,7 @@ def test_a_second_run_while_one_runs_is_409(
 ) -> None:
     """The first run is held at its first question until the second request has been
     refused: no timing involved."""
-    gate, reached = threading.Event(), threading.Event()
-    real_ask = Suite.ask
-
-    def held(self: Suite, *args: Any) -> Any:
-        reached.set()
-        assert gate.wait(RUN_DEADLINE_S)
-        return real_ask(self, *args)
-
-    monkeypatch.setattr(Suite, "ask", held)
+    gate, reached = _hold_first_question(monkeypatch)
     body = {"dataset": "golden", "generator": "extractive", "limit": 1}
     first = client.post("/v1/evals/runs", json=body)
     assert first.status_code == 202, first.text
@@ -187,6 +181,72 @@ def test_a_second_run_while_one_runs_is_409(
     third = client.post("/v1/evals/runs", json=body)  # the lock was released
     assert third.status_code == 202, third.text
     assert finished(client, third.json()["id"])["status"] == "complete"
+
+
+def _hold_first_question(
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[threading.Event, threading.Event]:
+    """Suite.ask held at its first call until `gate` is set; `reached` says it got there."""
+    gate, reached = threading.Event(), threading.Event()
+    real_ask = Suite.ask
+
+    def held(self: Suite, *args: Any) -> Any:
+        reached.set()
+        assert gate.wait(RUN_DEADLINE_S)
+        return real_ask(self, *args)
+
+    monkeypatch.setattr(Suite, "ask", held)
+    return gate, reached
+
+
+def test_a_run_in_another_process_makes_a_start_409(client: TestClient) -> None:
+    """The lock another service process takes (its own open file on the same lock file)."""
+    elsewhere = FileLock(services(client).eval_runs.runs_dir / SERVICE_LOCK)
+    assert elsewhere.try_acquire()
+    try:
+        refused = client.post("/v1/evals/runs", json={"dataset": "golden", "limit": 1})
+    finally:
+        elsewhere.release()
+    assert refused.status_code == 409
+    assert "another process's run" in refused.json()["detail"]
+
+
+def test_shutdown_ends_a_run_after_its_current_question(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service's shutdown stops the run between questions and waits for it: the summary
+    says interrupted and holds the question that was being answered, nothing is lost."""
+    gate, reached = _hold_first_question(monkeypatch)
+    body = {"dataset": "golden", "generator": "extractive", "limit": 3}
+    with TestClient(create_app(settings)) as own:
+        own.headers["Authorization"] = f"Bearer {KEYS['admin']}"
+        started = own.post("/v1/evals/runs", json=body)
+        assert started.status_code == 202, started.text
+        assert reached.wait(RUN_DEADLINE_S)
+        folder = services(own).eval_runs.runs_dir / started.json()["id"]
+        threading.Timer(0.5, gate.set).start()  # answered while the shutdown below waits
+    summary = json.loads((folder / "summary.json").read_text(encoding="utf-8"))
+    assert summary["status"] == "interrupted"
+    assert (summary["recorded"], summary["questions"]) == (1, 3)
+    assert len((folder / "records.jsonl").read_text(encoding="utf-8").splitlines()) == 1
+
+
+def test_a_run_its_process_left_running_reads_as_interrupted(
+    client: TestClient, done_run: dict[str, Any]
+) -> None:
+    runs = services(client).eval_runs
+    left = runs.runs_dir / "golden-left-running"
+    shutil.copytree(runs.folder(done_run["id"]), left)
+    summary = json.loads((left / "summary.json").read_text(encoding="utf-8"))
+    (left / "summary.json").write_text(json.dumps(summary | {"status": "running"}))
+    assert client.get(f"/v1/evals/runs/{left.name}").json()["status"] == "interrupted"
+    writer = run_lock(left)  # a live process answering into it holds its folder's lock
+    assert writer.try_acquire()
+    try:
+        assert client.get(f"/v1/evals/runs/{left.name}").json()["status"] == "running"
+    finally:
+        writer.release()
+        shutil.rmtree(left)
 
 
 def test_the_report_is_html_with_the_pages_headers(

@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
+from api.settings import Settings
 from assistant.service import Answer, Citation
 from evals.compare import Run, compare, gate, gate_json, read_thresholds
 from evals.golden import QuestionType
-from evals.suite import RECORDS, SUMMARY, read_records
+from evals.suite import RECORDS, SUMMARY, configuration, read_records
 from evals.suite_data import DatasetError, SuiteQuestion, load_csv, resolve, select
 from evals.suite_metrics import BY_NAME, all_metrics, metric_value, metrics_table, score, summarize
 from index.errors import InputError
@@ -432,3 +433,15 @@ def test_a_record_cut_short_by_an_interrupted_write_is_dropped(tmp_path: Path) -
 def test_the_readme_lists_every_metric_as_the_code_defines_it() -> None:
     readme = (Path(__file__).parents[1] / "evals" / "README.md").read_text(encoding="utf-8")
     assert metrics_table() in readme
+
+
+def test_a_run_records_no_secret_setting() -> None:
+    settings = Settings(
+        _env_file=None,
+        openai_api_key="sk-do-not-record",
+        chroma_host="chroma.internal",
+        chroma_auth_token="ch-do-not-record",
+    )
+    recorded = json.dumps(configuration(settings))
+    assert "do-not-record" not in recorded
+    assert "chroma.internal" in recorded  # which store was evaluated is recorded

@@ -23,7 +23,7 @@ from index.errors import StoreError
 from index.integrity import check, unreachable
 from index.rebuild import check_and_repair, repair, same_vectors
 from index.records import Chunk, DocumentMeta, DocumentRecord, chunk_id, chunk_to_chroma
-from index.store import ChromaStore
+from index.store import ChromaServer, ChromaStore
 from ingest.sync import Ingester, IngestReport
 from tests.conftest import markdown, write
 from tests.test_cli import kb
@@ -328,8 +328,7 @@ def test_repair_through_a_chroma_server(server: int) -> None:  # noqa: F811
     def open_store() -> ChromaStore:
         return ChromaStore.open(
             path=None,
-            host="127.0.0.1",
-            port=server,
+            server=ChromaServer("127.0.0.1", server),
             chunks_name="ic_chunks",
             documents_name="ic_docs",
         )

@@ -25,7 +25,7 @@ from assistant.review import OUTDATED_BOOST_DAYS, review_queue, urgency
 from index.records import DocumentMeta, DocumentRecord
 from index.reviews import StoredReview
 from tests.conftest import markdown, write
-from tests.serving import services
+from tests.serving import ingest_held, services
 from tests.test_cli import kb
 
 CORPUS = Path(__file__).parents[1] / "corpus"
@@ -208,7 +208,7 @@ def test_only_the_owner_or_an_admin_and_unreadable_is_unknown(client: TestClient
 
 
 def test_a_review_is_refused_while_a_sync_runs(client: TestClient) -> None:
-    with services(client).ingest_lock:
+    with ingest_held(client):
         response = review(client, "quillmark-vendor-evaluation", {}, "admin")
     assert response.status_code == 409
     assert "another upload or sync is running" in response.json()["detail"]

@@ -23,7 +23,7 @@ from assistant.generators import GeneratorConfig
 from assistant.service import AssistantOptions
 from index.embedding import CachedEmbedder, SentenceTransformerEmbedder
 from index.hybrid import RetrievalOptions
-from index.store import ChromaStore
+from index.store import ChromaServer, ChromaStore
 from ingest.chunking import ChunkingOptions
 from ingest.metadata import MetadataOptions
 
@@ -79,7 +79,13 @@ def test_each_default_lives_in_one_place(defaults: Settings) -> None:
     # the model file is where `make install` puts it; a bare GeneratorConfig names none
     assert replace(generator_config(defaults), model_path=None) == GeneratorConfig()
     store = inspect.signature(ChromaStore.open).parameters
-    assert defaults.chroma_port == store["port"].default
+    server = ChromaServer("chroma.internal")
+    assert (defaults.chroma_port, defaults.chroma_ssl) == (server.port, server.ssl)
+    assert (defaults.chroma_auth_token, defaults.chroma_auth_header) == (
+        server.auth_token,
+        server.auth_header,
+    )
+    assert (defaults.chroma_tenant, defaults.chroma_database) == (server.tenant, server.database)
     assert defaults.chunks_collection == store["chunks_name"].default
     assert defaults.documents_collection == store["documents_name"].default
     embedder = inspect.signature(SentenceTransformerEmbedder).parameters

@@ -142,7 +142,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        from index.store import ChromaStore
+        from index.store import ChromaServer, ChromaStore
         from tests.conftest import free_port
 
         self.port = free_port()
@@ -155,7 +155,7 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             try:
-                ChromaStore.open(path=None, host="127.0.0.1", port=self.port).heartbeat()
+                ChromaStore.open(path=None, server=ChromaServer("127.0.0.1", self.port)).heartbeat()
                 return
             except Exception:
                 time.sleep(0.2)
