@@ -244,7 +244,11 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         ingester=ingester,
         uploader=Uploader(ingester, store, settings.corpus_dir, settings.upload_max_bytes),
         keys=KeyStore(settings.keys_path),
-        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        limiter=RateLimiter(
+            settings.rate_limit_per_minute,
+            settings.rate_limit_burst,
+            path=settings.rate_limit_path,
+        ),
         query_log=query_log,
         metrics=metrics,
         corpus_dir=settings.corpus_dir,

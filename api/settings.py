@@ -307,7 +307,10 @@ class Settings(BaseSettings):
         "is a loopback address, and logged at start.",
     )
     rate_limit_per_minute: int = Field(
-        120, ge=0, description="Requests each API key may make per minute (0: no limit)."
+        120,
+        ge=0,
+        description="Requests each API key may make per minute (0: no limit), counted across "
+        "every API process of `KB_DATA_DIR` (in `ratelimit.sqlite`).",
     )
     rate_limit_burst: int = Field(
         30, ge=1, description="Requests a key may make at once before the per-minute rate applies."
@@ -380,6 +383,11 @@ class Settings(BaseSettings):
     @property
     def query_log_path(self) -> Path:
         return self.data_dir / "queries.sqlite"
+
+    @property
+    def rate_limit_path(self) -> Path:
+        """The rate limits' buckets, shared by every API process of this data folder."""
+        return self.data_dir / "ratelimit.sqlite"
 
     @property
     def ingest_lock_path(self) -> Path:

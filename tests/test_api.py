@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,8 +25,9 @@ from tests.samples import write_service_base
 def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     root = tmp_path_factory.mktemp("docs")
     write_service_base(root)
+    SETTINGS_DIR["data"] = tmp_path_factory.mktemp("data")
     settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"),
+        data_dir=SETTINGS_DIR["data"],
         today="2026-11-28",
         generator="extractive",
         serve_threads=2,  # torch threads are process-wide: leave the other tests theirs
@@ -49,6 +51,7 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
 
 
 KEYS: dict[str, str] = {}
+SETTINGS_DIR: dict[str, Path] = {}  # the module's data folder
 
 
 def as_(who: str) -> dict[str, str]:
@@ -285,6 +288,27 @@ def test_rate_limit_answers_429_with_retry_after(client: TestClient) -> None:
     assert int(limited.headers["retry-after"]) >= 1
     assert "requests a minute" in limited.json()["detail"]
     assert other.status_code == 200  # the limit is per key
+
+
+def test_two_workers_on_one_data_folder_share_a_keys_rate_limit(client: TestClient) -> None:
+    """Two services built from the same settings, as two uvicorn workers are: a key's burst is
+    spent across both, not once in each."""
+    settings = Settings(
+        data_dir=SETTINGS_DIR["data"],
+        today="2026-11-28",
+        generator="extractive",
+        serve_threads=2,
+        rate_limit_per_minute=1,
+        rate_limit_burst=4,
+    )
+    with TestClient(create_app(settings)) as one, TestClient(create_app(settings)) as two:
+        codes = [
+            worker.get("/v1/documents", headers=as_("spoke")).status_code
+            for worker in (one, two, one, two, one, two)
+        ]
+        other = two.get("/v1/documents", headers=as_("finance"))
+    assert codes == [200, 200, 200, 200, 429, 429]
+    assert other.status_code == 200  # still per key
 
 
 def test_stream_errors_before_and_after_the_response_starts(

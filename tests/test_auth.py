@@ -4,6 +4,8 @@ on a clock the test moves."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,9 +96,11 @@ class Clock:
         return self.now
 
 
-def test_bucket_allows_a_burst_then_the_rate() -> None:
+@pytest.mark.parametrize("shared", [False, True], ids=["memory", "shared-file"])
+def test_bucket_allows_a_burst_then_the_rate(shared: bool, tmp_path: Path) -> None:
     clock = Clock()
-    limiter = RateLimiter(per_minute=60, burst=3, clock=clock)
+    path = tmp_path / "ratelimit.sqlite" if shared else None
+    limiter = RateLimiter(per_minute=60, burst=3, clock=clock, path=path)
     assert [limiter.acquire("k") for _ in range(3)] == [0.0, 0.0, 0.0]
     wait = limiter.acquire("k")
     assert wait == pytest.approx(1.0)  # one request a second
@@ -126,6 +130,31 @@ def test_a_full_table_forgets_refilled_buckets_and_keeps_limited_ones() -> None:
     assert limiter.tracked_keys == 2  # idle was forgotten to make room
     assert limiter.acquire("busy") == 0.0
     assert limiter.acquire("busy") > 0  # busy is still limited: its bucket was not reset
+
+
+SPEND = """
+import sys
+from pathlib import Path
+from api.ratelimit import RateLimiter
+limiter = RateLimiter(per_minute=1, burst=int(sys.argv[2]), path=Path(sys.argv[1]))
+print(sum(limiter.acquire("shared-key") == 0.0 for _ in range(int(sys.argv[3]))))
+"""
+
+
+def test_processes_sharing_a_data_folder_share_each_keys_budget(tmp_path: Path) -> None:
+    """Four processes at once, each trying 20 requests of one key with a burst of 30: 30 are
+    allowed in all, not 30 each (one a minute refills nothing meanwhile)."""
+    path = tmp_path / "ratelimit.sqlite"
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SPEND, str(path), "30", "20"], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    allowed = [int(run.communicate(timeout=120)[0]) for run in runs]
+    assert sum(allowed) == 30, allowed
+    assert RateLimiter(per_minute=1, burst=30, path=path).acquire("shared-key") > 0
+    assert RateLimiter(per_minute=1, burst=30, path=path).acquire("another-key") == 0.0
 
 
 def test_keys_are_listed_in_creation_order(keys: KeyStore) -> None:
