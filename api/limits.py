@@ -6,6 +6,10 @@ api/errors.py) without being read; a body without one (chunked) is counted as it
 refused as soon as it passes the limit, so it is never buffered whole. The upload route has its
 own limit, for the whole request: `MAX_FILES` files of `KB_UPLOAD_MAX_BYTES` plus the form
 fields; inside the route each file is held to `KB_UPLOAD_MAX_BYTES` (api/uploads.py).
+
+A body that stops arriving (no byte for `BODY_IDLE_TIMEOUT_S` before it is complete) is refused
+with 408: the server has no timeout of its own for a body, so a client that sends its headers
+and then nothing would otherwise hold its request open for as long as it likes.
 """
 
 from __future__ import annotations
@@ -13,11 +17,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import anyio
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem
 from api.uploads import MAX_FILES
+
+# Longest wait for the next part of a request body that is not complete. nginx waits 60 s
+# between two reads of a body by default; a client that has begun a body and then sends nothing
+# for this long is stalled or hostile (TCP on a lossy link retransmits within about 7 s), and a
+# shorter wait frees its request sooner.
+BODY_IDLE_TIMEOUT_S = 15.0
 
 
 @dataclass(frozen=True)
@@ -26,17 +37,24 @@ class Limit:
     setting: str  # what sets it, for the message
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyRefused(Exception):
+    """Raised to the app when its body is over the limit or stopped arriving; the middleware
+    answers instead (413 or 408)."""
 
 
 class BodySizeLimit:
     def __init__(
-        self, app: ASGIApp, *, default: Limit, routes: Mapping[tuple[str, str], Limit]
+        self,
+        app: ASGIApp,
+        *,
+        default: Limit,
+        routes: Mapping[tuple[str, str], Limit],
+        idle_timeout_s: float = BODY_IDLE_TIMEOUT_S,
     ) -> None:
         self.app = app
         self._default = default
         self._routes = routes  # (method, path) -> its own limit
+        self._idle_timeout_s = idle_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -49,32 +67,42 @@ class BodySizeLimit:
             return
 
         received = 0
-        over = started = False
+        over = idle = started = complete = False
 
         async def counting_receive() -> Message:
-            nonlocal received, over
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                over = over or received > limit.max_bytes
-            if over:
-                raise _BodyTooLarge
-            return message
+            nonlocal received, over, idle, complete
+            if complete:  # after the body: waiting for a disconnect takes as long as it takes
+                return await receive()
+            with anyio.move_on_after(self._idle_timeout_s):
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    over = over or received > limit.max_bytes
+                    complete = not message.get("more_body", False)
+                else:
+                    complete = True  # a disconnect: nothing more comes
+                if over:
+                    raise _BodyRefused
+                return message
+            idle = True
+            raise _BodyRefused
 
         async def guarded_send(message: Message) -> None:
             nonlocal started
-            if over and not started:
+            if (over or idle) and not started:
                 return  # the app's answer to a body cut short; ours follows
             started = True
             await send(message)
 
         try:
             await self.app(scope, counting_receive, guarded_send)
-        except _BodyTooLarge:
+        except _BodyRefused:
             if started:
                 raise
         if over and not started:
             await _refuse(limit, scope, receive, send)
+        elif idle and not started:
+            await _timed_out(self._idle_timeout_s, scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -93,6 +121,17 @@ async def _refuse(limit: Limit, scope: Scope, receive: Receive, send: Send) -> N
         "Content too large",
         f"the request body is over {limit.max_bytes} bytes, the limit of "
         f"{scope['method']} {scope['path']} ({limit.setting}): send less",
+    )
+    response.headers["Connection"] = "close"  # the rest of the body is not read
+    await response(scope, receive, send)
+
+
+async def _timed_out(seconds: float, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        408,
+        "Request timeout",
+        f"no part of the request body of {scope['method']} {scope['path']} arrived for "
+        f"{seconds:g} s: send the whole body without pausing",
     )
     response.headers["Connection"] = "close"  # the rest of the body is not read
     await response(scope, receive, send)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -15,16 +15,29 @@ from index.filters import SearchFilters
 from index.hits import Hit
 
 
-class SearchFiltersIn(BaseModel):
-    """Which documents to draw from; a list means "any of"."""
+# Bounds on filter values: generous for any real filter, and they keep a request from building a
+# where clause Chroma cannot take (10,000 tags crashed the server process: tests/security).
+FILTER_VALUES = 50  # values in one "any of" list
+FILTER_CHARS = 200  # characters in one value
+FilterValue = Annotated[str, Field(max_length=FILTER_CHARS)]
+FilterValues = Annotated[list[FilterValue], Field(max_length=FILTER_VALUES)]
 
-    department: str | list[str] | None = Field(None, examples=["finance"])
-    doc_type: str | list[str] | None = Field(None, examples=[["playbook", "lessons_learned"]])
-    status: str | list[str] | None = Field(None, description="Default: all but superseded/retired.")
-    tags: list[str] | None = None
-    owner: str | None = None
-    vendor: str | None = None
-    year: int | None = None
+
+class SearchFiltersIn(BaseModel):
+    """Which documents to draw from; a list means "any of" (at most 50 values of at most 200
+    characters each)."""
+
+    department: FilterValue | FilterValues | None = Field(None, examples=["finance"])
+    doc_type: FilterValue | FilterValues | None = Field(
+        None, examples=[["playbook", "lessons_learned"]]
+    )
+    status: FilterValue | FilterValues | None = Field(
+        None, description="Default: all but superseded/retired."
+    )
+    tags: FilterValues | None = None
+    owner: FilterValue | None = None
+    vendor: FilterValue | None = None
+    year: int | None = Field(None, ge=1900, le=2200)
     reviewed_from: dt.date | None = Field(None, description="Last reviewed on or after.")
     reviewed_to: dt.date | None = Field(None, description="Last reviewed on or before.")
     stale: bool | None = Field(
