@@ -75,6 +75,14 @@ class ServerProcess:
         return httpx.Client(base_url=self.origin, headers=headers, timeout=timeout, trust_env=False)
 
 
+@dataclass
+class Served:
+    """A server process and the keys made for it, by name."""
+
+    server: ServerProcess
+    keys: dict[str, str]
+
+
 @contextmanager
 def server_process(
     folder: Path, start_timeout_s: float = 180, **settings: Any

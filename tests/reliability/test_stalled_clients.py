@@ -52,7 +52,7 @@ from index.filters import Principal
 from tests.conftest import TODAY_STR
 from tests.reliability.server_process import (
     REPO,
-    ServerProcess,
+    Served,
     answers_logged,
     ingested,
     make_keys,
@@ -175,12 +175,6 @@ ROUNDS = 6
 # unstalled median in the same test: a stall that held the event loop, a worker or a lock would
 # add at least whole seconds (or never finish); 3x and 0.5 s absorb this shared machine's noise.
 SLOWDOWN, SLACK_S = 3.0, 0.5
-
-
-@dataclass
-class Served:
-    server: ServerProcess
-    keys: dict[str, str]
 
 
 @pytest.fixture(scope="module")

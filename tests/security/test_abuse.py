@@ -35,7 +35,9 @@ from api.settings import Settings
 from index.embedding import SentenceTransformerEmbedder
 from tests.conftest import TODAY_STR
 from tests.reliability.server_process import (
-    ServerProcess,
+    Served as Live,
+)
+from tests.reliability.server_process import (
     ingested,
     key_id,
     make_keys,
@@ -351,12 +353,6 @@ def test_a_search_with_10000_tags_gets_a_422_and_the_server_survives(
 # -- connections and floods, through a real server process -----------------------------------
 
 PER_MINUTE, BURST = 600, 10
-
-
-@dataclass
-class Live:
-    server: ServerProcess
-    keys: dict[str, str]
 
 
 @pytest.fixture(scope="module")
