@@ -14,7 +14,6 @@ from index.facets import FACET_NAMES, FacetCount, FacetName
 from index.filters import SearchFilters
 from index.hits import Hit
 
-
 # Bounds on filter values: generous for any real filter, and they keep a request from building a
 # where clause Chroma cannot take (10,000 tags crashed the server process: tests/security).
 FILTER_VALUES = 50  # values in one "any of" list
