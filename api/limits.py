@@ -7,6 +7,8 @@ refused as soon as it passes the limit, so it is never buffered whole. The uploa
 own limit, for the whole request: `MAX_FILES` files of `KB_UPLOAD_MAX_BYTES` plus the form
 fields; inside the route each file is held to `KB_UPLOAD_MAX_BYTES` (api/uploads.py).
 
+Headers over `MAX_HEADER_BYTES` (16 KiB) get 431 before anything else runs.
+
 A body that stops arriving (no byte for `BODY_IDLE_TIMEOUT_S` before it is complete) is refused
 with 408: the server has no timeout of its own for a body, so a client that sends its headers
 and then nothing would otherwise hold its request open for as long as it likes.
@@ -29,6 +31,9 @@ from api.uploads import MAX_FILES
 # for this long is stalled or hostile (TCP on a lossy link retransmits within about 7 s), and a
 # shorter wait frees its request sooner.
 BODY_IDLE_TIMEOUT_S = 15.0
+# Largest request head (header names and values): h11's and many proxies' limit. uvicorn's
+# httptools parser reads a head of any size; past this one it is refused with 431 unread.
+MAX_HEADER_BYTES = 16 * 1024
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,10 @@ class BodySizeLimit:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        head = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if head > MAX_HEADER_BYTES:
+            await _headers_too_large(head, scope, receive, send)
             return
         limit = self._routes.get((scope["method"], scope["path"]), self._default)
         declared = _content_length(scope)
@@ -123,6 +132,16 @@ async def _refuse(limit: Limit, scope: Scope, receive: Receive, send: Send) -> N
         f"{scope['method']} {scope['path']} ({limit.setting}): send less",
     )
     response.headers["Connection"] = "close"  # the rest of the body is not read
+    await response(scope, receive, send)
+
+
+async def _headers_too_large(size: int, scope: Scope, receive: Receive, send: Send) -> None:
+    response = problem(
+        431,
+        "Request header fields too large",
+        f"the request's headers are {size} bytes, over {MAX_HEADER_BYTES}: send smaller headers",
+    )
+    response.headers["Connection"] = "close"
     await response(scope, receive, send)
 
 
