@@ -96,16 +96,27 @@ def served(base: Base) -> Iterator[Live]:
 
 @pytest.fixture(autouse=True)
 def no_llama_index_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Resolving llama-index's default LLM or embedding model (OpenAI) fails the test."""
+    """Resolving llama-index's default LLM or embedding model (OpenAI) fails the test; an LLM
+    explicitly disabled (None) or an embedding model given as an object passes through."""
     import llama_index.core.settings as llama_settings
 
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("llama-index's default LLM or embedding model was resolved")
+    resolve_llm = llama_settings.resolve_llm
+    resolve_embed_model = llama_settings.resolve_embed_model
+
+    def refuse_llm(llm: Any = "default", *args: Any, **kwargs: Any) -> Any:
+        if llm is None:
+            return resolve_llm(None, *args, **kwargs)
+        raise AssertionError("llama-index's default LLM was resolved")
+
+    def refuse_embed_model(model: Any = "default", *args: Any, **kwargs: Any) -> Any:
+        if model is not None and not isinstance(model, str):
+            return resolve_embed_model(model, *args, **kwargs)
+        raise AssertionError("llama-index's default embedding model was resolved")
 
     monkeypatch.setattr(llama_settings.Settings, "_llm", None)
     monkeypatch.setattr(llama_settings.Settings, "_embed_model", None)
-    monkeypatch.setattr(llama_settings, "resolve_llm", refuse)
-    monkeypatch.setattr(llama_settings, "resolve_embed_model", refuse)
+    monkeypatch.setattr(llama_settings, "resolve_llm", refuse_llm)
+    monkeypatch.setattr(llama_settings, "resolve_embed_model", refuse_embed_model)
 
 
 def catalogue(base: Base) -> Catalogue:
@@ -356,3 +367,22 @@ def test_a_foreign_llamaindex_app_is_scored_from_its_source_nodes(
     assert overall["key_fact_recall"] == 0.0
     for absent in ("faithfulness", "removed_per_answer", "stale_without_warning"):
         assert absent not in overall
+
+
+def test_the_plain_llamaindex_baseline_of_make_eval_reads_the_same_folder(
+    base: Base, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`evals.plain_llamaindex:engine` (the baseline `make eval` runs): LlamaIndex's defaults
+    over KB_CORPUS_DIR with the packaged model; the nearest chunk's text is its answer."""
+    from evals import plain_llamaindex
+
+    monkeypatch.setenv("KB_CORPUS_DIR", str(base[2].parent))
+    target = "evals.plain_llamaindex:engine"
+    system: SystemUnderTest = LlamaIndexSystem(target, plain_llamaindex.engine(), catalogue(base))
+    summary, records = run(base, system, tmp_path)
+    gateway, canteen = records[GATEWAY], records[CANTEEN]
+    assert gateway["retrieved"][0] == "kaig-faq"  # its nodes carry the file name
+    assert "90 days" in gateway["answer"]
+    assert len(gateway["retrieved"]) == plain_llamaindex.TOP_K
+    assert canteen["refused"] is False  # it never refuses
+    assert summary["metrics"]["overall"]["hit@5"] >= 0.66
