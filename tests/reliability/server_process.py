@@ -34,6 +34,13 @@ _SERVE = "import tests.conftest; from api.cli import main; main()"
 # -- a real server process ------------------------------------------------------------------
 
 
+# Bound on other users' median latency while clients are stalled, against the same requests'
+# unstalled median in the same test: a stall that held the event loop, a worker or a lock would
+# add whole seconds or never finish; 5x and 2 s absorb a loaded machine's noise (3x and 0.5 s
+# failed once while another test process shared the two cores).
+SLOWDOWN, SLACK_S = 5.0, 2.0
+
+
 @dataclass
 class ServerProcess:
     proc: subprocess.Popen[bytes]

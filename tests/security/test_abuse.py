@@ -35,15 +35,16 @@ from api.settings import Settings
 from index.embedding import SentenceTransformerEmbedder
 from tests.conftest import TODAY_STR
 from tests.reliability.server_process import (
-    Served as Live,
-)
-from tests.reliability.server_process import (
+    SLACK_S,
+    SLOWDOWN,
     ingested,
     key_id,
     make_keys,
     server_process,
 )
-from tests.reliability.test_stalled_clients import SLACK_S, SLOWDOWN
+from tests.reliability.server_process import (
+    Served as Live,
+)
 
 # -- request bodies -----------------------------------------------------------------------------
 
