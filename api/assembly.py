@@ -261,8 +261,14 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
         conflicts=build_conflicts(store, query_log, embedder),
         gap_clusters=build_gap_clusters(settings, store, query_log, embedder),
         eval_runs=build_eval_runs(settings, store, embedder),
-        ingest_lock=FileLock(settings.ingest_lock_path),
+        ingest_lock=build_ingest_lock(settings),
     )
+
+
+def build_ingest_lock(settings: Settings) -> FileLock:
+    """The lock every ingest of the data folder takes (uploads, syncs, reviews, `kb ingest`,
+    `kb review`, `kb store check --repair`), in every process."""
+    return FileLock(settings.ingest_lock_path)
 
 
 def build_eval_runs(settings: Settings, store: ChromaStore, embedder: Embedder) -> EvalRuns:

@@ -28,6 +28,7 @@ from api.assembly import (
     build_embedder,
     build_gap_clusters,
     build_generator,
+    build_ingest_lock,
     build_ingester,
     build_kb_health,
     build_projects,
@@ -53,7 +54,6 @@ from assistant.signoff import Reviewer, ReviewResult
 from index.embedding import Embedder
 from index.errors import InvalidRequestError, KBError
 from index.facets import FacetCount
-from index.filelock import FileLock
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
 from index.integrity import CheckReport, check
@@ -134,7 +134,7 @@ def ingest(
         def progress(done: int, total: int, rel: str) -> None:
             bar.update(task, completed=done - 1, total=total, description=rel)
 
-        with exclusive(FileLock(settings.ingest_lock_path)):
+        with exclusive(build_ingest_lock(settings)):
             report = ingester.sync(
                 path, progress=progress, defaults=run_defaults, strict=True if strict else None
             )
@@ -434,7 +434,7 @@ def review(
     who = _cli_actor()
     reviewer = Reviewer(who=who, name=who, principal=Principal.of(admin=True))
     try:
-        with exclusive(FileLock(settings.ingest_lock_path)):  # an ingest must not restamp it
+        with exclusive(build_ingest_lock(settings)):  # an ingest must not restamp it
             result = signoff.mark_reviewed(
                 doc_id, reviewer, until=until.date() if until else None, note=note
             )
@@ -648,7 +648,7 @@ def store_check(
     settings = _settings()
     store = build_store(settings)
     if repair:
-        with exclusive(FileLock(settings.ingest_lock_path)):  # no ingest while it rewrites
+        with exclusive(build_ingest_lock(settings)):  # no ingest while it rewrites
             report = check_and_repair(store, sample=sample)
     else:
         report = check(store, sample=sample)

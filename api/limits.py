@@ -67,12 +67,13 @@ class BodySizeLimit:
             return
         head = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if head > MAX_HEADER_BYTES:
-            await _headers_too_large(head, scope, receive, send)
+            detail = f"the request's headers are {head} bytes, over {MAX_HEADER_BYTES}: send less"
+            await _refuse(431, "Request header fields too large", detail, scope, receive, send)
             return
         limit = self._routes.get((scope["method"], scope["path"]), self._default)
         declared = _content_length(scope)
         if declared is not None and declared > limit.max_bytes:
-            await _refuse(limit, scope, receive, send)
+            await _too_large(limit, scope, receive, send)
             return
 
         received = 0
@@ -109,9 +110,13 @@ class BodySizeLimit:
             if started:
                 raise
         if over and not started:
-            await _refuse(limit, scope, receive, send)
+            await _too_large(limit, scope, receive, send)
         elif idle and not started:
-            await _timed_out(self._idle_timeout_s, scope, receive, send)
+            detail = (
+                f"no part of the request body of {_where(scope)} arrived for "
+                f"{self._idle_timeout_s:g} s: send the whole body without pausing"
+            )
+            await _refuse(408, "Request timeout", detail, scope, receive, send)
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -124,36 +129,26 @@ def _content_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(limit: Limit, scope: Scope, receive: Receive, send: Send) -> None:
-    response = problem(
-        413,
-        "Content too large",
-        f"the request body is over {limit.max_bytes} bytes, the limit of "
-        f"{scope['method']} {scope['path']} ({limit.setting}): send less",
-    )
-    response.headers["Connection"] = "close"  # the rest of the body is not read
-    await response(scope, receive, send)
-
-
-async def _headers_too_large(size: int, scope: Scope, receive: Receive, send: Send) -> None:
-    response = problem(
-        431,
-        "Request header fields too large",
-        f"the request's headers are {size} bytes, over {MAX_HEADER_BYTES}: send smaller headers",
-    )
+async def _refuse(
+    status: int, title: str, detail: str, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Answer in place of the route and close the connection: the rest of the request is not
+    read."""
+    response = problem(status, title, detail)
     response.headers["Connection"] = "close"
     await response(scope, receive, send)
 
 
-async def _timed_out(seconds: float, scope: Scope, receive: Receive, send: Send) -> None:
-    response = problem(
-        408,
-        "Request timeout",
-        f"no part of the request body of {scope['method']} {scope['path']} arrived for "
-        f"{seconds:g} s: send the whole body without pausing",
+def _where(scope: Scope) -> str:
+    return f"{scope['method']} {scope['path']}"
+
+
+async def _too_large(limit: Limit, scope: Scope, receive: Receive, send: Send) -> None:
+    detail = (
+        f"the request body is over {limit.max_bytes} bytes, the limit of {_where(scope)} "
+        f"({limit.setting}): send less"
     )
-    response.headers["Connection"] = "close"  # the rest of the body is not read
-    await response(scope, receive, send)
+    await _refuse(413, "Content too large", detail, scope, receive, send)
 
 
 def install_body_limits(app: FastAPI, *, max_request_bytes: int, upload_max_bytes: int) -> None:

@@ -85,8 +85,9 @@ class EvalRuns:
         """Check the request, then answer its questions in a thread; 409 while a run is going."""
         if not self._busy.try_acquire():
             active = self._active
-            mine = active is not None and active.status == "running"
-            running = active.id if mine and active else "another process's run"
+            running = "another process's run"
+            if active is not None and active.status == "running":
+                running = active.id
             raise ConflictError(
                 f"an evaluation run is in progress ({running}): one runs at a time; retry when "
                 "GET /v1/evals/runs says it is done"
