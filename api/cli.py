@@ -255,24 +255,32 @@ def ask(
         _print_json(final.to_json())
     else:
         finals: list[Answer] = []  # the one final answer, kept as it passes
+        streamed: list[str] = []
         for event in shown(assistant.stream(question, principal=principal), finals.append):
             if isinstance(event, Found):
                 titles = "; ".join(f"[{c.n}] {c.title}" for c in event.sources)
                 out.print(f"Reading {titles}", style="dim", highlight=False, markup=False)
             elif isinstance(event, Token):
+                streamed.append(event.text)
                 out.print(event.text, end="", highlight=False, markup=False)
         final = finals[0]
-        _print_answer(final)
+        _print_answer(final, "".join(streamed))
     log = QueryLog(settings.query_log_path)
     asker = Asker("cli", tuple(sorted(principal.groups)), principal.admin)
     log.record(final, asker, route="cli", latency_ms=(time.perf_counter() - started) * 1000)
     log.close()
 
 
-def _print_answer(answer: Answer) -> None:
+def _print_answer(answer: Answer, streamed: str = "") -> None:
+    """The checked answer under a rule, unless it is what was just streamed word for word
+    (then only its sources follow): checking drops unsupported sentences and corrects
+    citation numbers, and only then is the answer worth printing twice."""
     out.print()
-    out.rule()
-    out.print(answer.answer, highlight=False, markup=False)
+    if " ".join(answer.answer.split()) == " ".join(streamed.split()):
+        out.rule("sources")
+    else:
+        out.rule("checked answer" if streamed.strip() else "")
+        out.print(answer.answer, highlight=False, markup=False)
     for c in answer.citations:
         where = c.path + (f" p.{c.page}" if c.page else "")
         stale = " [yellow]past review date[/yellow]" if c.stale else ""

@@ -15,8 +15,10 @@ from tests.conftest import markdown, write
 KB = Path(sys.executable).parent / "kb"  # the console script installed beside this Python
 
 
-def kb(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KB_DATA_DIR": str(data_dir), "KB_TODAY": "2026-11-28"}
+def kb(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KB_DATA_DIR": str(data_dir), "KB_TODAY": "2026-11-28", **(env or {})}
     return subprocess.run(
         [str(KB), *args], capture_output=True, text=True, env=env, timeout=300, check=False
     )
@@ -165,3 +167,14 @@ def test_refused_cli_questions_reach_the_gap_report(tmp_path: Path, tree: Path) 
     assert [(g["question"], g["times_asked"]) for g in gaps] == [
         ("Which band plays at the summer party?", 1)
     ]
+
+
+def test_a_streamed_answer_is_printed_once(tmp_path: Path, tree: Path) -> None:
+    kb(tmp_path, "ingest", str(tree))
+    # Unjudged, an extractive answer streams as it is composed.
+    question = "How long does intake triage take?"
+    unjudged = {"KB_ANSWER_JUDGE": "off"}
+    asked = kb(tmp_path, "ask", question, "--generator", "extractive", env=unjudged)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.count("triage takes 10 working days") == 1, asked.stdout
+    assert "Intake (" in asked.stdout  # its source is listed under the answer
