@@ -10,7 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,15 @@ from assistant.context import ContextOptions, assemble
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
 from assistant.question import canonical, phrased
-from assistant.shapes import Shape, question_shape
+from assistant.shapes import (
+    PROJECT_TYPES,
+    Shape,
+    asks_about_projects,
+    asks_to_compare,
+    question_shape,
+)
 from assistant.sources import Source
+from assistant.subqueries import ordered, parts
 from index.embedding import Embedder
 from index.filters import Principal, SearchFilters
 from index.hits import Hit
@@ -107,6 +114,10 @@ class AssistantOptions:
     # up to 0.21 on contoso_hr, the weakest on-topic unanswerable ones 0.26 (golden) and 0.34:
     # evals/README.md, "Constants and the measurements behind them".
     nearby_threshold: float = 0.25
+    # Comparisons are also searched part by part, questions about earlier work among the
+    # project documents (assistant/subqueries.py); part_k chunks per part.
+    subqueries: bool = True
+    part_k: int = 5
     check: CheckOptions = field(default_factory=CheckOptions)
     context: ContextOptions = field(default_factory=ContextOptions)
 
@@ -291,15 +302,28 @@ class Assistant:
         the retrieved chunks and the numbered sources the generator reads."""
         standalone = self.standalone(question, history)
         query = canonical(standalone)  # however it was typed
-        hits = self._retriever.retrieve(
-            query,
-            self.options.k,
-            today=self._today(),
-            filters=filters,
-            principal=principal,
-            neighbors=self.options.neighbors,
-        )
         today = self._today()
+
+        def search(text: str, k: int, within: SearchFilters | None = filters) -> list[Hit]:
+            return self._retriever.retrieve(
+                text,
+                k,
+                today=today,
+                filters=within,
+                principal=principal,
+                neighbors=self.options.neighbors,
+            )
+
+        main = search(query, self.options.k)
+        hits = main
+        extras: list[list[Hit]] = []
+        if self.options.subqueries:
+            if asks_to_compare(query):
+                extras += [search(part, self.options.part_k) for part in parts(query)]
+            projects = _project_filters(filters)
+            if projects is not None and asks_about_projects(query):
+                extras.append(search(query, self.options.k, projects))
+            hits = ordered(main, extras)
         radius = self.options.context.radius
         shape = question_shape(query, [h.doc_type for h in hits])
         sources = assemble(
@@ -308,7 +332,9 @@ class Assistant:
             self.options.context,
             procedure=shape is Shape.PROCEDURE,
         )
-        return Context(standalone, hits, sources, self._relevance(query, hits))
+        # The refusal gate reads the whole question's search: a part of it ("Deal Notes")
+        # matches the base better than a question the base cannot answer.
+        return Context(standalone, hits, sources, self._relevance(query, main))
 
     def _relevance(self, question: str, hits: Sequence[Hit]) -> float:
         """The best dense similarity between the question and a retrieved chunk: what the
@@ -407,6 +433,13 @@ class Assistant:
         base.nearby = nearby[:3]
         base.timings_ms = timings
         return base
+
+
+def _project_filters(filters: SearchFilters | None) -> SearchFilters | None:
+    """`filters` narrowed to the project document types; None when they allow none."""
+    base = filters or SearchFilters()
+    types = tuple(t for t in base.doc_types or sorted(PROJECT_TYPES) if t in PROJECT_TYPES)
+    return replace(base, doc_types=types) if types else None
 
 
 def _citation(source: Source, support: float, page: int | None, pages: set[int]) -> Citation:

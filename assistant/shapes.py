@@ -52,13 +52,24 @@ def shape_of(question: str, sources: Sequence[Source]) -> Shape:
     return question_shape(question, [h.doc_type for s in sources for h in s.hits])
 
 
+def asks_about_projects(question: str) -> bool:
+    """Whether the question asks what was tried before ("has anyone tried X?"), whatever
+    the sources."""
+    return bool(_PROJECTS.search(canonical(question)))
+
+
+def asks_to_compare(question: str) -> bool:
+    """Whether the question compares things or asks what changed."""
+    return bool(_COMPARISON.search(canonical(question)))
+
+
 def question_shape(question: str, doc_types: Sequence[str]) -> Shape:
     """shape_of() for the document types of the sources; "  HOW do we ...?!" is "How do we
     ...?"."""
     question = canonical(question)
-    if _PROJECTS.search(question) and PROJECT_TYPES.intersection(doc_types):
+    if asks_about_projects(question) and PROJECT_TYPES.intersection(doc_types):
         return Shape.PROJECTS
-    if _COMPARISON.search(question):
+    if asks_to_compare(question):
         return Shape.COMPARISON
     if _PROCEDURE.search(question):
         return Shape.PROCEDURE
