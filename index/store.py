@@ -43,7 +43,14 @@ MAX_BATCH = 5000  # Chroma refuses single writes above 5,461 records
 CHROMA_PORT = 8001  # not Chroma's own 8000: that is `kb serve`'s port
 CHUNKS_COLLECTION = "kb_chunks"
 DOCUMENTS_COLLECTION = "kb_documents"
-COSINE: dict[str, Any] = {"hnsw": {"space": "cosine"}}
+# Candidates the HNSW graph search keeps (Chroma's default is 100). At 100 the 50 nearest
+# chunks of the shipped corpus (846 chunks) missed 16 of the exact ones over 127 questions,
+# and differed between two processes reading the same store (Chroma's local segment rebuilds
+# its graph from its log on load), so one question could get different sources after a
+# restart; at 500 none were missed and every process agreed, at no measurable cost on 20,000
+# chunks (evals/README.md, "Exact nearest chunks").
+SEARCH_EF = 500
+COSINE: dict[str, Any] = {"hnsw": {"space": "cosine", "ef_search": SEARCH_EF}}
 _PAGE = 1000
 
 __all__ = [
@@ -140,12 +147,21 @@ def _follows_swaps(
     return wrapper
 
 
+def _searched_widely(collection: Any) -> Any:
+    """The collection, its search breadth raised to SEARCH_EF if it was made with less (a
+    store written by an earlier version)."""
+    hnsw = (getattr(collection, "configuration_json", None) or {}).get("hnsw") or {}
+    if int(hnsw.get("ef_search") or 0) < SEARCH_EF:
+        collection.modify(configuration={"hnsw": {"ef_search": SEARCH_EF}})
+    return collection
+
+
 class ChromaStore:
     """Chunks and the document registry, in two Chroma collections."""
 
     def __init__(self, client: Any, chunks_name: str, documents_name: str) -> None:
         self._client = client
-        self.chunks = open_collection(client, chunks_name, COSINE)
+        self.chunks = _searched_widely(open_collection(client, chunks_name, COSINE))
         self.registry = open_collection(client, documents_name, COSINE)
 
     @classmethod
@@ -168,7 +184,7 @@ class ChromaStore:
     def rebind(self) -> None:
         """Use the collections now live under this store's names (after a repair swapped one
         in: the old handles point at a collection that was renamed, then deleted)."""
-        self.chunks = self._live(self.chunks.name)
+        self.chunks = _searched_widely(self._live(self.chunks.name))
         self.registry = self._live(self.registry.name)
 
     def _live(self, name: str) -> Any:

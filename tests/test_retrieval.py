@@ -264,3 +264,35 @@ def test_dense_metadata_from_the_keyword_copy_or_the_store_gives_the_same_hits(
             ]
         assert [r.hits for r in stored] == [r.hits for r in copied]
         assert [r.facets for r in stored] == [r.facets for r in copied]
+
+
+def test_nearest_chunks_are_the_exact_ones_in_a_store_of_an_earlier_version(
+    tmp_path: Path,
+) -> None:
+    """A store made with Chroma's default search breadth (what earlier versions wrote) is
+    widened when opened, and its nearest chunks are then the exact nearest ones: the same
+    sources for a question in every process, before and after a restart."""
+    import chromadb
+    import numpy as np
+
+    from index.store import CHUNKS_COLLECTION, SEARCH_EF
+
+    client = chromadb.PersistentClient(path=str(tmp_path))
+    client.create_collection(
+        CHUNKS_COLLECTION,
+        configuration={"hnsw": {"space": "cosine", "ef_search": 10}},
+        embedding_function=None,
+    )
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(3000, 64)).astype(np.float32)  # no structure: hard for HNSW
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = ChromaStore.open(path=tmp_path)
+    assert store.chunks.configuration_json["hnsw"]["ef_search"] == SEARCH_EF
+    ids = [f"doc:abc:{i:04d}" for i in range(len(vectors))]
+    store.upsert_chunks(ids, vectors, ["text"] * len(ids), [{"doc_id": "doc"}] * len(ids))
+    missed = 0
+    for query in vectors[:40] + 0.1 * rng.normal(size=(40, 64)).astype(np.float32):
+        query /= np.linalg.norm(query)
+        exact = {ids[i] for i in np.argsort(-(vectors @ query))[:50]}
+        missed += len(exact - {cid for cid, _ in store.nearest(query, 50)})
+    assert missed == 0
