@@ -84,6 +84,13 @@ def run(root: Path, data: str, port: str, embedder: Embedder) -> None:
     store = build_store(settings)
     found = {r.doc_id: r.state for r in store.documents() if r.state != "ok"}
     print("found", json.dumps(found, sort_keys=True), flush=True)
+    put_document = store.put_document
+
+    def announced(record: Any, *args: Any) -> None:
+        put_document(record, *args)
+        print("wrote", record.doc_id, record.state, flush=True)  # a kill can aim after it
+
+    setattr(store, "put_document", announced)  # noqa: B010  (a method replaced on one object)
     report = build_ingester(settings, store, embedder).sync(root)
     seconds = time.perf_counter() - started
     out = {"summary": report.summary(), "seconds": seconds, "store": dump(store)}
