@@ -164,6 +164,7 @@ def generator_config(settings: Settings) -> GeneratorConfig:
         threads=settings.llm_threads,
         max_answer_tokens=settings.llm_max_tokens,
         refusal_probability=settings.llm_refusal_probability,
+        replies_kept=settings.llm_replies_kept,
         base_url=settings.openai_base_url,
         model=settings.openai_model,
         api_key=settings.openai_api_key,

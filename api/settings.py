@@ -185,6 +185,13 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(
         GeneratorConfig.max_answer_tokens, ge=16, le=4096, description="Longest answer, in tokens."
     )
+    llm_replies_kept: int = Field(
+        GeneratorConfig.replies_kept,
+        ge=0,
+        le=100_000,
+        description="Local model: replies kept by prompt, so a question asked again over the "
+        "same sources is answered at once with the same answer (0: off).",
+    )
     llm_refusal_probability: float = Field(
         GeneratorConfig.refusal_probability,
         ge=0.0,

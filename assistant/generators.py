@@ -13,12 +13,14 @@ refusals and warnings happen after it, the same for all three.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
 import queue
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +90,7 @@ class GeneratorConfig:
     context_words: int = 0  # cut the sources to the words closest to the question (0: no cut)
     quote_steps: bool = True  # a procedure's listed steps are quoted, not retold by the model
     refusal_probability: float = 0.25  # local model: refuse at this chance of opening so (0: off)
+    replies_kept: int = 256  # local model: replies remembered by prompt (0: off)
 
 
 Excerpts = Callable[[str, Sequence[Source]], dict[int, str]]
@@ -192,10 +195,44 @@ def _processors(gate: RefusalGate | FirstTokenProbe) -> Any:
     return LogitsProcessorList([gate])
 
 
+class Replies:
+    """What a deterministic model replied, by prompt: the most recent `size` replies, kept
+    by a digest of everything that decides them (the messages, sources included, and the
+    generation's parameters). Decoding is greedy and every prompt is read from the same
+    position (LlamaCppChat._prime), so the same prompt gets the same reply: asking again
+    ("How do we deploy document processing?", however it is typed: assistant/question.py)
+    costs nothing, and a changed source changes the prompt, so nothing stale is replayed."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._kept: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(*parts: Any) -> str:
+        text = json.dumps(parts, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            if key in self._kept:
+                self._kept.move_to_end(key)
+            return self._kept.get(key)
+
+    def put(self, key: str, reply: Any) -> None:
+        if self._size <= 0:
+            return
+        with self._lock:
+            self._kept[key] = reply
+            self._kept.move_to_end(key)
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+
+
 class LlamaCppChat:
     """A local GGUF model; loaded on first use, one generation at a time. With
     `refusal_probability` > 0, a grounded answer whose refusal opening is that likely is
-    refused (RefusalGate)."""
+    refused (RefusalGate). A prompt asked again is answered from `Replies`."""
 
     def __init__(
         self,
@@ -203,6 +240,7 @@ class LlamaCppChat:
         context_tokens: int,
         threads: int | None,
         refusal_probability: float,
+        replies_kept: int = GeneratorConfig.replies_kept,
     ) -> None:
         self._path = path
         self._n_ctx = context_tokens
@@ -213,6 +251,7 @@ class LlamaCppChat:
         self._lock = threading.Lock()
         self._formatter: Any = None  # the model's chat template, as llama-cpp applies it
         self._opening: tuple[int, ...] | None = None  # the prompt opening in the cache
+        self.replies = Replies(replies_kept)
 
     def _load(self) -> Any:
         if self._llm is None:
@@ -273,12 +312,19 @@ class LlamaCppChat:
         """Deltas as the model writes them. The model runs in a thread of its own that holds
         the lock and queues its deltas, so a reader that is slow, stalled or gone (a
         streaming client) never keeps the model from the next answer; a reader that stops
-        early makes generation stop at the next token."""
+        early makes generation stop at the next token. A prompt answered before in full is
+        answered again from `replies`, without the model."""
+        gated = refusal and self._refusal_probability > 0  # not for rewrites
+        key = Replies.key("chat", messages, max_tokens, gated and self._refusal_probability)
+        said = self.replies.get(key)
+        if said is not None:
+            yield from said
+            return
         deltas: queue.Queue[str | BaseException | None] = queue.Queue()
         stop = threading.Event()
         worker = threading.Thread(
             target=self._generate,
-            args=(messages, max_tokens, refusal, deltas, stop),
+            args=(messages, max_tokens, gated, deltas, stop, key),
             name="kb-llm",
             daemon=True,
         )
@@ -295,15 +341,16 @@ class LlamaCppChat:
         self,
         messages: list[dict[str, str]],
         max_tokens: int,
-        refusal: bool,
+        gated: bool,
         deltas: queue.Queue[str | BaseException | None],
         stop: threading.Event,
+        key: str,
     ) -> None:
+        said: list[str] = []
         try:
             with self._lock:
                 llm = self._load()
                 self._prime(llm, messages)
-                gated = refusal and self._refusal_probability > 0  # not for rewrites
                 gate = RefusalGate(self._refusal_token, self._refusal_probability)
                 for part in llm.create_chat_completion(
                     messages=messages,
@@ -316,7 +363,10 @@ class LlamaCppChat:
                         break
                     delta = part["choices"][0]["delta"].get("content")
                     if delta:
+                        said.append(delta)
                         deltas.put(delta)
+                else:  # the whole reply, not one its reader cut short
+                    self.replies.put(key, tuple(said))
         except BaseException as exc:  # handed to the reader, which raises it
             deltas.put(exc)
         finally:
@@ -330,7 +380,12 @@ class LlamaCppChat:
         self, messages: list[dict[str, str]], openings: Sequence[Sequence[str]]
     ) -> list[float]:
         """For each group of openings, the probability that the reply's first token is the
-        first token of one of them: one prompt evaluation, no text generated."""
+        first token of one of them: one prompt evaluation, no text generated (none for a
+        prompt and openings measured before)."""
+        key = Replies.key("openings", messages, [list(group) for group in openings])
+        known = self.replies.get(key)
+        if known is not None:
+            return list(known)
         with self._lock:
             llm = self._load()
             self._prime(llm, messages)
@@ -343,7 +398,9 @@ class LlamaCppChat:
             )
             groups = [{self._first_token(llm, text) for text in group} for group in openings]
         assert probe.probabilities is not None
-        return [float(sum(probe.probabilities[t] for t in group)) for group in groups]
+        found = [float(sum(probe.probabilities[t] for t in group)) for group in groups]
+        self.replies.put(key, tuple(found))
+        return found
 
     @staticmethod
     def _first_token(llm: Any, text: str) -> int:
@@ -450,7 +507,11 @@ def _local(config: GeneratorConfig, embedder: Embedder) -> Generator:
             "KB_GENERATOR=extractive or openai"
         ) from exc
     chat = LlamaCppChat(
-        config.model_path, config.context_tokens, config.threads, config.refusal_probability
+        config.model_path,
+        config.context_tokens,
+        config.threads,
+        config.refusal_probability,
+        config.replies_kept,
     )
     return _prompted("local", chat, config, embedder)
 
@@ -500,7 +561,9 @@ def make_judge(
     refused by its refusal gate instead."""
     if generator.name != "extractive" or config.model_path is None or not local_available(config):
         return None
-    chat = LlamaCppChat(config.model_path, config.context_tokens, config.threads, 0.0)
+    chat = LlamaCppChat(
+        config.model_path, config.context_tokens, config.threads, 0.0, config.replies_kept
+    )
     return AnswerJudge(chat, options)
 
 

@@ -20,6 +20,7 @@ from assistant.generators import (
     LlamaCppChat,
     OpenAIChat,
     PromptedGenerator,
+    Replies,
 )
 from index.embedding import SentenceTransformerEmbedder
 from tests.test_shapes import PROCEDURE, _source
@@ -61,6 +62,61 @@ def test_a_stalled_stream_reader_does_not_block_the_next_answer() -> None:
     assert "".join(second) == "KAIG keeps prompts 90 days."
     assert fake.completions == 2
     stalled.close()
+
+
+def test_a_prompt_asked_again_is_answered_from_the_replies_kept() -> None:
+    chat, fake = _chat()
+    asked = [{"role": "user", "content": "How long are prompts kept?"}]
+    first = list(chat.stream_chat(asked, 16, refusal=True))
+    again = list(chat.stream_chat([dict(m) for m in asked], 16, refusal=True))
+    assert again == first == ["KAIG ", "keeps ", "prompts ", "90 ", "days."]
+    assert fake.completions == 1  # the model did not run again
+    # Anything that decides the reply makes another prompt: a word of the sources, the length.
+    list(chat.stream_chat([{"role": "user", "content": "How long are prompts kept? "}], 16))
+    list(chat.stream_chat(asked, 32, refusal=True))
+    assert fake.completions == 3
+
+
+class _HeldLlama(_FakeLlama):
+    """Writes its first word, then waits for `go` before the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+
+    def create_chat_completion(self, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        for n, part in enumerate(super().create_chat_completion(**kwargs)):
+            if n == 1:
+                assert self.go.wait(timeout=10)
+            yield part
+
+
+def test_a_reply_cut_short_is_not_kept_and_none_are_when_off() -> None:
+    chat = LlamaCppChat(Path("unused.gguf"), 512, 1, 0.0)
+    fake = _HeldLlama()
+    chat._llm = fake
+    asked = [{"role": "user", "content": "a"}]
+    stream = chat.stream_chat(asked, 16)
+    assert next(stream) == "KAIG "
+    stream.close()  # its reader left: the rest is never written
+    fake.go.set()
+    assert "".join(chat.stream_chat(asked, 16)) == "KAIG keeps prompts 90 days."
+    assert fake.completions == 2
+    off = LlamaCppChat(Path("unused.gguf"), 512, 1, 0.0, replies_kept=0)
+    off_model = _FakeLlama()
+    off._llm = off_model
+    for _ in range(2):
+        list(off.stream_chat(asked, 16))
+    assert off_model.completions == 2
+
+
+def test_replies_keep_the_most_recently_used() -> None:
+    replies = Replies(2)
+    for key in ("a", "b"):
+        replies.put(key, key.upper())
+    assert replies.get("a") == "A"  # used: "b" is now the oldest
+    replies.put("c", "C")
+    assert (replies.get("a"), replies.get("b"), replies.get("c")) == ("A", None, "C")
 
 
 def test_a_reader_that_stops_early_stops_generation() -> None:

@@ -321,6 +321,7 @@ def local_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
         generator="local",
         answer_judge="off",
         today=TODAY_STR,
+        llm_replies_kept=0,  # every answer generated: the same questions are asked again
     )
     if not settings.llm_model_path.is_file():
         pytest.fail(f"{settings.llm_model_path} missing: `make install` assembles it")
@@ -445,6 +446,7 @@ def local_server(
         corpus_dir=corpus,
         generator="local",
         llm_model_path=(REPO / local_settings.llm_model_path).resolve(),
+        llm_replies_kept=0,
         rate_limit_per_minute=0,
     ) as server:
         yield Served(server, keys)
