@@ -316,14 +316,20 @@ class Assistant:
 
         main = search(query, self.options.k)
         hits = main
-        extras: list[list[Hit]] = []
         if self.options.subqueries:
+            compared: list[list[Hit]] = []
             if asks_to_compare(query):
-                extras += [search(part, self.options.part_k) for part in parts(query)]
+                compared = [search(part, self.options.part_k) for part in parts(query)]
             projects = _project_filters(filters)
+            among_projects: list[list[Hit]] = []
             if projects is not None and asks_about_projects(query):
-                extras.append(search(query, self.options.k, projects))
-            hits = ordered(main, extras)
+                among_projects = [search(query, self.options.k, projects)]
+            # The projects' best document leads only when no document read is a project: a
+            # pilot written up as a playbook that the main search found keeps its place.
+            read = list(dict.fromkeys(h.doc_id for h in main))[: self.options.context.documents]
+            if not any(h.doc_type in PROJECT_TYPES for h in main if h.doc_id in read):
+                compared, among_projects = compared + among_projects, []
+            hits = ordered(main, compared, among_projects)
         radius = self.options.context.radius
         shape = question_shape(query, [h.doc_type for h in hits])
         sources = assemble(

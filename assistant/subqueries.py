@@ -9,10 +9,11 @@ only (lessons learned, showcases, vendor evaluations), where a playbook that men
 words cannot crowd the projects out.
 
 `ordered()` then puts the documents in turn: the main search's best document first, then the
-best document of each extra search that the main one did not already lead with, then the rest
-of the main search, then the rest of each extra one. Context assembly (assistant/context.py)
-takes the first `documents` documents in that order, so each part of a question gets at least
-its best document while the main search keeps its lead.
+best document of each part's search that the main one did not already lead with, then the
+rest of the main search, then the rest of the others. Context assembly (assistant/context.py)
+takes the first `documents` documents in that order, so each part of a comparison gets at
+least its best document while the main search keeps its lead; the search among projects
+leads with none of its own, and adds its chunks to the documents read.
 """
 
 from __future__ import annotations
@@ -60,21 +61,30 @@ def _subject_words(text: str) -> int:
     return sum(w.lower() not in _FUNCTION for w in _WORD.findall(text))
 
 
-def ordered(main: Sequence[Hit], extras: Sequence[Sequence[Hit]]) -> list[Hit]:
-    """The hits of every search, one list, documents in turn (see the module's docstring).
-    Within a document the main search's hits come first, so a part's search adds a document
-    without taking the place of the chunks that answer the whole question (ranking a
-    document's chunks by their best rank in any search instead lost two key facts of the
-    golden set's comparisons and gained none: evals/README.md, "Searches beside the
-    question's own"). A chunk found twice is listed once. With no extra hits, the main search
-    as it is."""
-    if not any(extras):
+def ordered(
+    main: Sequence[Hit],
+    leading: Sequence[Sequence[Hit]],
+    following: Sequence[Sequence[Hit]] = (),
+) -> list[Hit]:
+    """The hits of every search, one list (see the module's docstring): the main search's
+    best document, the best document of each `leading` search (a comparison's parts), the
+    rest of the main search's documents, then the others. `following` searches (among the
+    projects) lead with nothing: they add chunks to the documents already found and new
+    documents after them. Within a document the main search's hits come first, so an extra
+    search adds without taking the place of the chunks that answer the whole question
+    (ranking a document's chunks by their best rank in any search instead lost two key facts
+    of the golden set's comparisons and gained none; letting the project search lead put a
+    lessons-learned document before the pilot playbook that answered, and its answer lost
+    every key fact: evals/README.md, "Searches beside the question's own"). A chunk found
+    twice is listed once. With no extra hits, the main search as it is."""
+    if not any(leading) and not any(following):
         return list(main)
-    order = list(dict.fromkeys([h.doc_id for h in main[:1]] + [e[0].doc_id for e in extras if e]))
-    order += [h.doc_id for s in (main, *extras) for h in s if h.doc_id not in order]
+    order = list(dict.fromkeys([h.doc_id for h in main[:1]] + [e[0].doc_id for e in leading if e]))
+    searches = (main, *leading, *following)
+    order += [h.doc_id for s in searches for h in s if h.doc_id not in order]
     documents: dict[str, list[Hit]] = {doc: [] for doc in dict.fromkeys(order)}
     seen: set[str] = set()
-    for search in (main, *extras):
+    for search in searches:
         for hit in search:
             if hit.chunk_id not in seen:
                 seen.add(hit.chunk_id)

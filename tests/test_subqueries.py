@@ -83,6 +83,10 @@ def test_each_search_leads_with_its_best_document_after_the_main_one() -> None:
     assert [h.chunk_id for h in merged if h.doc_id == "a"] == ["a:x:0000", "a:x:0001", "a:x:0002"]
     assert [h.chunk_id for h in merged if h.doc_id == "b"] == ["b:x:0000", "b:x:0003"]
     assert ordered(main, []) == main
+    # A following search (among the projects) leads with nothing: it adds chunks to the
+    # documents found, and its new documents after them.
+    docs = list(dict.fromkeys(h.doc_id for h in ordered(main, [], [second])))
+    assert docs == ["a", "b", "c", "e"]
 
 
 @pytest.fixture(scope="module")
