@@ -20,6 +20,7 @@ from index.hybrid import HybridRetriever
 from index.keyword import KeywordIndex, Tokenizer
 from ingest.sync import Ingester
 from tests.conftest import drop_store, markdown, new_store, write
+from tests.test_context import _chunks
 
 TODAY = dt.date(2026, 11, 28)
 
@@ -50,24 +51,8 @@ def test_parts_of_a_comparison(question: str, expected: list[str]) -> None:
 
 
 def _hit(doc: str, i: int) -> Hit:
-    return Hit(
-        chunk_id=f"{doc}:x:{i:04d}",
-        doc_id=doc,
-        title=doc,
-        path=f"{doc}.md",
-        page=None,
-        page_end=None,
-        section="",
-        score=0.0,
-        text=f"{doc} {i}",
-        doc_type="playbook",
-        department="coe",
-        owner="Owner",
-        status="approved",
-        chunk_index=i,
-        review_date=None,
-        is_stale=False,
-    )
+    """The i-th chunk of a document `doc` (context assembly's fixed chunks)."""
+    return _chunks(doc, [("", f"{doc} {n}") for n in range(i + 1)])[i]
 
 
 def test_each_search_leads_with_its_best_document_after_the_main_one() -> None:
@@ -80,8 +65,12 @@ def test_each_search_leads_with_its_best_document_after_the_main_one() -> None:
     ids = [h.chunk_id for h in merged]
     assert len(ids) == len(set(ids))  # a chunk found twice is listed once
     # Within a document, the main search's hits first.
-    assert [h.chunk_id for h in merged if h.doc_id == "a"] == ["a:x:0000", "a:x:0001", "a:x:0002"]
-    assert [h.chunk_id for h in merged if h.doc_id == "b"] == ["b:x:0000", "b:x:0003"]
+    assert [h.chunk_id for h in merged if h.doc_id == "a"] == [
+        "a:abc:0000",
+        "a:abc:0001",
+        "a:abc:0002",
+    ]
+    assert [h.chunk_id for h in merged if h.doc_id == "b"] == ["b:abc:0000", "b:abc:0003"]
     assert ordered(main, []) == main
     # A following search (among the projects) leads with nothing: it adds chunks to the
     # documents found, and its new documents after them.
