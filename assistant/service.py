@@ -315,21 +315,7 @@ class Assistant:
             )
 
         main = search(query, self.options.k)
-        hits = main
-        if self.options.subqueries:
-            compared: list[list[Hit]] = []
-            if asks_to_compare(query):
-                compared = [search(part, self.options.part_k) for part in parts(query)]
-            projects = _project_filters(filters)
-            among_projects: list[list[Hit]] = []
-            if projects is not None and asks_about_projects(query):
-                among_projects = [search(query, self.options.k, projects)]
-            # The projects' best document leads only when no document read is a project: a
-            # pilot written up as a playbook that the main search found keeps its place.
-            read = list(dict.fromkeys(h.doc_id for h in main))[: self.options.context.documents]
-            if not any(h.doc_type in PROJECT_TYPES for h in main if h.doc_id in read):
-                compared, among_projects = compared + among_projects, []
-            hits = ordered(main, compared, among_projects)
+        hits = self._with_searches_beside(query, main, search, filters)
         radius = self.options.context.radius
         shape = question_shape(query, [h.doc_type for h in hits])
         sources = assemble(
@@ -341,6 +327,31 @@ class Assistant:
         # The refusal gate reads the whole question's search: a part of it ("Deal Notes")
         # matches the base better than a question the base cannot answer.
         return Context(standalone, hits, sources, self._relevance(query, main))
+
+    def _with_searches_beside(
+        self,
+        query: str,
+        main: list[Hit],
+        search: Callable[..., list[Hit]],
+        filters: SearchFilters | None,
+    ) -> list[Hit]:
+        """The main search's hits with those of a comparison's parts and, for a question
+        about earlier work, of the projects (assistant/subqueries.py)."""
+        if not self.options.subqueries:
+            return main
+        compared: list[list[Hit]] = []
+        if asks_to_compare(query):
+            compared = [search(part, self.options.part_k) for part in parts(query)]
+        among_projects: list[list[Hit]] = []
+        projects = _project_filters(filters) if asks_about_projects(query) else None
+        if projects is not None:
+            among_projects = [search(query, self.options.k, projects)]
+        # The projects' best document leads only when no document read is a project: a
+        # pilot written up as a playbook that the main search found keeps its place.
+        read = list(dict.fromkeys(h.doc_id for h in main))[: self.options.context.documents]
+        if not any(h.doc_type in PROJECT_TYPES for h in main if h.doc_id in read):
+            compared, among_projects = compared + among_projects, []
+        return ordered(main, compared, among_projects)
 
     def _relevance(self, question: str, hits: Sequence[Hit]) -> float:
         """The best dense similarity between the question and a retrieved chunk: what the
