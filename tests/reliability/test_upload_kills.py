@@ -4,7 +4,8 @@ while it is ingested), again and again. After each kill, with no server running:
 
 - the uploaded file is in the corpus folder whole, byte for byte, or not at all;
 - the store is consistent (`tests/storetools.assert_consistent`: every registry record "ok" or
-  resumable, one version of each document, no orphan chunks);
+  left "writing" for the next sync to redo, one version of each document served, no orphan
+  chunks);
 - no document is in the store without its file in the folder.
 
 At the end a restarted server's `POST /v1/sync` leaves the store what a fresh ingest of the
@@ -61,10 +62,10 @@ def _upload(server: ServerProcess, key: str, n: int, outcome: list[object]) -> N
         outcome.append(exc)
 
 
-def _store_documents(data: Path) -> dict[str, str]:
+def _store_documents(data: Path, *, killed: bool = False) -> dict[str, str]:
     settings = Settings(_env_file=None, data_dir=data, today=TODAY_STR)
     store = build_store(settings)
-    assert_consistent(store)
+    assert_consistent(store, killed=killed)
     return {r.doc_id: r.content_hash for r in store.documents()}
 
 
@@ -109,7 +110,7 @@ def test_an_api_killed_mid_upload_leaves_folder_and_store_consistent(
         if target.exists():
             assert target.read_bytes() == _document(n), "a partial file in the corpus folder"
             landed += 1
-        stored = _store_documents(data)
+        stored = _store_documents(data, killed=True)
         missing = {d for d in stored if d.startswith("upload-")} - _folder_ids(corpus)
         assert not missing, f"documents in the store without their file: {missing}"
 
