@@ -217,16 +217,6 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def process_peak_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        return None
-    return None
-
-
 @contextmanager
 def chroma_server(folder: Path) -> Iterator[tuple[int, int]]:
     """A `chroma run` on loopback over `folder`: (port, pid)."""
@@ -281,7 +271,7 @@ def measure(
             written = role("writer", data, size, port, real_up_to)
             phase(f"{size} chunks, server: API worker", loads)
             served = role("worker", data, size, port, real_up_to)
-            server = {"peak_rss_mb": process_peak_mb(pid)}
+            server = {"peak_rss_mb": round(peak_rss_mb(pid), 1)}
         return {"size": size, "mode": mode, "writer": written, "worker": served, "server": server}
     finally:
         if not keep:

@@ -176,8 +176,9 @@ def reset_peak_rss() -> bool:
     return True
 
 
-def peak_rss_mb() -> float:
-    status = Path("/proc/self/status")
+def peak_rss_mb(pid: int | str = "self") -> float:
+    """A process's peak RSS (VmHWM): this one's by default, or another's by pid."""
+    status = Path(f"/proc/{pid}/status")
     if status.exists():
         for line in status.read_text().splitlines():
             if line.startswith("VmHWM:"):
