@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import importlib.util
+import inspect
 import json
 import os
 import platform
@@ -120,7 +121,8 @@ class Stopwatch:
 
 
 class TimedProxy:
-    """Delegates every attribute to `inner`; the methods named in `timed` are timed."""
+    """Delegates every attribute to `inner`; the methods named in `timed` are timed (a method
+    that returns a generator: every item it yields)."""
 
     def __init__(self, inner: Any, watch: Stopwatch, timed: Iterable[str]) -> None:
         self._inner = inner
@@ -134,9 +136,21 @@ class TimedProxy:
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             with self._watch.time(name):
-                return attr(*args, **kwargs)
+                result = attr(*args, **kwargs)
+            return self._each_timed(name, result) if inspect.isgenerator(result) else result
 
         return timed
+
+    def _each_timed(self, name: str, items: Iterator[Any]) -> Iterator[Any]:
+        while True:
+            with self._watch.time(name):
+                item = next(items, _END)
+            if item is _END:
+                return
+            yield item
+
+
+_END = object()
 
 
 @contextmanager

@@ -217,16 +217,16 @@ class TimedTokenizer:
 
 def build_keyword(store: ChromaStore, folder: Path) -> tuple[KeywordIndex, dict[str, Any]]:
     watch = Stopwatch()
-    timed_store = cast(ChromaStore, TimedProxy(store, watch, ("all_chunks",)))
+    timed_store = cast(ChromaStore, TimedProxy(store, watch, ("chunk_pages",)))
     tokenizer = cast(Tokenizer, TimedTokenizer(Tokenizer(), watch))
     keyword = KeywordIndex(timed_store, folder, tokenizer)
     with memory_probe() as memory, clock() as elapsed:
         keyword.current()
     total = elapsed()
-    parts = watch.total(("all_chunks", "tokenize"))
+    parts = watch.total(("chunk_pages", "tokenize"))
     build = {
         **total.to_json(),
-        "read_chunks_seconds": round(watch.spans["all_chunks"].wall, 2),
+        "read_chunks_seconds": round(watch.spans["chunk_pages"].wall, 2),
         "tokenize_seconds": round(watch.spans["tokenize"].wall, 2),
         "index_and_save_seconds": round((total - parts).wall, 2),
         "memory": memory,

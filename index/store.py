@@ -341,23 +341,37 @@ class ChromaStore:
             ]
         return sorted(rows, key=lambda row: int(row[2].get("chunk_index", 0)))
 
-    @_follows_swaps
     def all_chunks(self) -> tuple[list[str], list[str], list[dict[str, Any]]]:
-        """Every chunk's id, text and metadata, paged (for audits and derived indexes)."""
+        """Every chunk's id, text and metadata (for audits of small stores; derived indexes
+        read `chunk_pages()`)."""
         ids: list[str] = []
         texts: list[str] = []
         metadatas: list[dict[str, Any]] = []
+        for page_ids, page_texts, page_metadatas in self.chunk_pages():
+            ids.extend(page_ids)
+            texts.extend(page_texts)
+            metadatas.extend(page_metadatas)
+        return ids, texts, metadatas
+
+    def chunk_pages(
+        self, size: int = _PAGE * 5
+    ) -> Iterator[tuple[list[str], list[str], list[dict[str, Any]]]]:
+        """Every chunk's id, text and metadata, a page at a time, so a reader of a large store
+        holds one page of text at once."""
         offset = 0
         while True:
-            page = self.chunks.get(
-                include=["documents", "metadatas"], limit=_PAGE * 5, offset=offset
-            )
-            ids.extend(page["ids"])
-            texts.extend(t or "" for t in page["documents"])
-            metadatas.extend(page["metadatas"])
-            if len(page["ids"]) < _PAGE * 5:
-                return ids, texts, metadatas
-            offset += _PAGE * 5
+            page = self._chunk_page(offset, size)
+            yield page
+            if len(page[0]) < size:
+                return
+            offset += size
+
+    @_follows_swaps
+    def _chunk_page(
+        self, offset: int, size: int
+    ) -> tuple[list[str], list[str], list[dict[str, Any]]]:
+        page = self.chunks.get(include=["documents", "metadatas"], limit=size, offset=offset)
+        return page["ids"], [t or "" for t in page["documents"]], list(page["metadatas"])
 
     @_follows_swaps
     def get_chunks(self, ids: Sequence[str]) -> dict[str, tuple[str, dict[str, Any]]]:
