@@ -296,3 +296,71 @@ def test_nearest_chunks_are_the_exact_ones_in_a_store_of_an_earlier_version(
         exact = {ids[i] for i in np.argsort(-(vectors @ query))[:50]}
         missed += len(exact - {cid for cid, _ in store.nearest(query, 50)})
     assert missed == 0
+
+
+class _Vectors:
+    """Embeds a query text to the vector stored under it (the test sets them)."""
+
+    def __init__(self) -> None:
+        self.by_text: dict[str, Any] = {}
+
+    def embed(self, texts: Any) -> Any:
+        import numpy as np
+
+        return np.stack([self.by_text[t] for t in texts])
+
+
+def test_a_widened_unfiltered_search_returns_what_the_filtered_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dense path reads the nearest chunks unfiltered and keeps the allowed ones when the
+    clause admits enough of them (it is far faster than Chroma's filtered search on a large
+    store): the same chunks, in the same order, as the filtered search; and when too few
+    nearest ones are allowed, the filtered search runs after all."""
+    import numpy as np
+
+    from index.filters import build_where
+
+    rng = np.random.default_rng(11)
+    departments = ["finance", "hr", "it", "legal", "sales", "coe", "marketing", "ops"]
+    vectors = rng.normal(size=(4000, 32)).astype(np.float32)
+    finance = np.array([departments[(i // 10) % 8] == "finance" for i in range(len(vectors))])
+    vectors[finance, 0] = -np.abs(vectors[finance, 0]) - 2  # finance lies away from +x
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    store = ChromaStore.open(path=tmp_path)
+    ids = [f"d{i // 10}:abc:{i % 10:04d}" for i in range(len(vectors))]
+    metadatas = [
+        {"doc_id": f"d{i // 10}", "department": departments[(i // 10) % 8], "access": ["all"]}
+        for i in range(len(vectors))
+    ]
+    store.upsert_chunks(ids, vectors, [f"chunk {i}" for i in range(len(ids))], metadatas)
+    queries = _Vectors()
+    keyword = KeywordIndex(store, None, Tokenizer())
+    widened = HybridRetriever(store, queries, keyword, RetrievalOptions(mode="dense"))  # type: ignore[arg-type]
+    calls: list[Any] = []
+    nearest = store.nearest
+
+    def recorded(embedding: Any, k: int, where: Any = None) -> Any:
+        calls.append(where)
+        return nearest(embedding, k, where)
+
+    monkeypatch.setattr(store, "nearest", recorded)
+    n = widened.options.candidates
+    for q in range(20):
+        queries.by_text[f"q{q}"] = rng.normal(size=32).astype(np.float32)
+        department = departments[1 + q % 7]  # finance is left for the last case
+        where = build_where(SearchFilters(departments=(department,)), ADMIN, TODAY)
+        calls.clear()
+        got = [row[0] for row in widened._dense(f"q{q}", n, where)]
+        assert calls == [None]  # one unfiltered search sufficed
+        assert got == [cid for cid, _ in nearest(queries.by_text[f"q{q}"], n, where)]
+
+    # A query pointing away from finance, filtered to finance: none of its nearest chunks are
+    # allowed, and the filtered search runs.
+    queries.by_text["away"] = np.eye(32, dtype=np.float32)[0]
+    where = build_where(SearchFilters(departments=("finance",)), ADMIN, TODAY)
+    calls.clear()
+    got = [row[0] for row in widened._dense("away", n, where)]
+    assert calls == [None, where]
+    assert got == [cid for cid, _ in nearest(queries.by_text["away"], n, where)]
+    assert len(got) == n
