@@ -197,3 +197,43 @@ def test_an_index_saved_in_the_earlier_format_is_rebuilt(tmp_path: Path) -> None
     store = _Pages(_metadatas(5))
     assert _index(store, folder).search("finance", 5, None)
     assert store.reads == 1
+
+
+def test_a_large_index_keeps_serving_while_the_next_generation_builds(tmp_path: Path) -> None:
+    """From `background_above` chunks, a change of generation starts a build in the background
+    and queries meanwhile get the previous index at once; the next query after the build gets
+    the new one."""
+    import threading
+
+    from index.keyword import KeywordIndex, Tokenizer
+
+    release = threading.Event()
+    rows = _metadatas(6)
+
+    class Slow(_Pages):
+        def chunk_pages(self) -> Any:
+            if self.gen != "g1":
+                assert release.wait(30)
+            yield from super().chunk_pages()
+
+    store = Slow(rows)
+    index = KeywordIndex(store, tmp_path / "bm25", Tokenizer(), background_above=len(rows))  # type: ignore[arg-type]
+    before = index.search("legal", 50, None)
+    assert {md["department"] for _, _, md in before} == {"legal"}
+
+    store.rows = [dict(md, department="legal") for md in rows]  # every chunk now legal
+    store.gen = "g2"
+    assert index.search("legal", 50, None) == before  # served at once, by the previous index
+    release.set()
+    index.wait_for_build(30)
+    after = index.search("legal", 50, None)
+    assert len(after) == min(50, len(rows))
+    assert index.current().generation == "g2"
+
+
+def test_a_small_index_is_rebuilt_before_the_query_is_answered(tmp_path: Path) -> None:
+    store = _Pages(_metadatas(7))
+    index = _index(store, tmp_path / "bm25")  # the default threshold: far above these rows
+    index.current()
+    store.gen = "g2"
+    assert index.current().generation == "g2"
