@@ -150,18 +150,21 @@ class HybridRetriever:
         while an unfiltered one grows slowly with k (k = 1,500 at 100k: 23 ms). So the
         nearest chunks are read unfiltered, as many as the admitted share says hold n allowed
         ones with room to spare (up to `widened_limit`), and the allowed ones taken in order:
-        the same n a filtered search returns. If too few of them are allowed, the filtered
-        search runs after all."""
+        the same n a filtered search returns. If too few of them are allowed, `widened_limit`
+        are read, and if that is still too few, the filtered search runs after all."""
         vector = self._embedder.embed([query])[0]
         if where:
             share = self._keyword.allowed_share(where)
             wide = math.ceil(n / share * 1.5) + 10 if share > 0 else 0
-            if 0 < wide <= self.options.widened_limit:
-                nearest = self._store.nearest(vector, wide, None)
+            limit = self.options.widened_limit
+            # A query near chunks the clause excludes gets one more try at the limit first:
+            # still far cheaper than the filtered search on a large store.
+            for k in sorted({wide, limit}) if 0 < wide <= limit else ():
+                nearest = self._store.nearest(vector, k, None)
                 admitted = self._keyword.admitted([cid for cid, _ in nearest], where)
                 maybe = [row for row in nearest if admitted.get(row[0], True)]  # unknown: read
                 allowed = [row for row in self._with_metadata(maybe) if matches(where, row[2])]
-                if len(allowed) >= n or len(nearest) < wide:
+                if len(allowed) >= n or len(nearest) < k:
                     return allowed[:n]
         return self._with_metadata(self._store.nearest(vector, n, where))
 

@@ -361,6 +361,17 @@ def test_a_widened_unfiltered_search_returns_what_the_filtered_one_does(
     where = build_where(SearchFilters(departments=("finance",)), ADMIN, TODAY)
     calls.clear()
     got = [row[0] for row in widened._dense("away", n, where)]
-    assert calls == [None, where]
+    assert calls == [None, None, where]  # widened, widened to the limit, filtered
     assert got == [cid for cid, _ in nearest(queries.by_text["away"], n, where)]
     assert len(got) == n
+
+    # Between the two: queries turning away from finance; some need the second, wider read.
+    tries: list[int] = []
+    for t in np.linspace(0.0, 1.0, 21):
+        query = t * np.eye(32, dtype=np.float32)[0] + (1 - t) * rng.normal(size=32)
+        queries.by_text[f"t{t}"] = (query / np.linalg.norm(query)).astype(np.float32)
+        calls.clear()
+        got = [row[0] for row in widened._dense(f"t{t}", n, where)]
+        assert got == [cid for cid, _ in nearest(queries.by_text[f"t{t}"], n, where)]
+        tries.append(len(calls))
+    assert 2 in tries  # the second read sufficed at least once
