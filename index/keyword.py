@@ -3,9 +3,11 @@
 Local Chroma has no sparse index, so this one is built from the collection's text and kept
 beside the store (`<data_dir>/bm25/<collection>/`). It records the store generation it was
 built from; every search first compares that with the store's current generation (one cheap
-call) and rebuilds when another process (or this one) changed the collection. Filters and
-access control are applied as a mask over the corpus *before* ranking, with the same `where`
-clause the dense path uses, so the top-k is drawn only from allowed chunks.
+call) and rebuilds when another process (or this one) changed the collection: before the
+query for a small index, in the background for a large one (`KeywordIndex.current`). The
+matrix is `index/bm25.py`'s, the metadata copy `index/chunk_table.py`'s. Filters and access
+control are applied as a mask over the corpus *before* ranking, with the same `where` clause
+the dense path uses, so the top-k is drawn only from allowed chunks.
 """
 
 from __future__ import annotations
