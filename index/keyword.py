@@ -123,7 +123,8 @@ class KeywordIndex:
         """The index's copy of the given chunks' metadata, by id; ids it does not hold (a
         chunk written after its generation was read) are left out."""
         built = self.current()
-        rows = ((cid, self._positions(built).get(cid)) for cid in ids)
+        positions = self._positions(built)
+        rows = ((cid, positions.get(cid)) for cid in ids)
         return {cid: built.table.metadata(i) for cid, i in rows if i is not None}
 
     def admitted(self, ids: Sequence[str], where: Where | None) -> dict[str, bool]:
@@ -131,7 +132,8 @@ class KeywordIndex:
         hold are left out."""
         built = self.current()
         mask = self._mask(built, where)
-        rows = ((cid, self._positions(built).get(cid)) for cid in ids)
+        positions = self._positions(built)
+        rows = ((cid, positions.get(cid)) for cid in ids)
         return {cid: mask is None or bool(mask[i]) for cid, i in rows if i is not None}
 
     def _positions(self, built: _Built) -> dict[str, int]:
