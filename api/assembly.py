@@ -21,7 +21,6 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from api.settings import Settings
 from api.uploads import Uploader
-from assistant.actions import warm as warm_tagger
 from assistant.answerability import JudgeOptions
 from assistant.audit import AUDIT_FILE, AuditLog
 from assistant.citations import CheckOptions
@@ -34,6 +33,7 @@ from assistant.projects import ProjectFinder
 from assistant.querylog import QueryLog
 from assistant.service import Assistant, AssistantOptions
 from assistant.signoff import SignOff
+from assistant.tagging import warm as warm_tagger
 from index.embedding import (
     CachedEmbedder,
     Embedder,
@@ -186,6 +186,7 @@ def assistant_options(settings: Settings) -> AssistantOptions:
         refusal_threshold=settings.refusal_threshold,
         check=CheckOptions(threshold=settings.citation_threshold),
         context=ContextOptions(documents=settings.answer_documents, words=settings.answer_words),
+        rewrite_follow_ups=settings.answer_rewrite_follow_ups,
     )
 
 
@@ -233,7 +234,7 @@ def build_services(settings: Settings, metrics: Metrics) -> Services:
     cached = build_answer_embedder(settings, embedder)
     retriever = build_retriever(settings, store, cached)
     retriever.warm()  # load the model and the keyword index now, not on the first request
-    warm_tagger()  # and the tagger that tells steps from other lists (assistant/actions.py)
+    warm_tagger()  # and the tagger: steps from other lists, follow-ups from new questions
     assistant = build_assistant(settings, retriever, cached, build_generator(settings, cached))
     ingester = build_ingester(settings, store, embedder)
     audit = build_audit_log(settings)

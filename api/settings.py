@@ -229,6 +229,13 @@ class Settings(BaseSettings):
         "its steps is answered with those steps quoted and cited (as `extractive` does), "
         'not retold by the model (evals/README.md, "Answer shapes").',
     )
+    answer_rewrite_follow_ups: bool = Field(
+        AssistantOptions.rewrite_follow_ups,
+        description='A follow-up question (one that refers back, continues with "and", has '
+        "four words or fewer or one subject word) is first rewritten to stand alone by the "
+        "generator, a model call; off, or when the rewrite drops a word, it is carried with "
+        'the question it follows (evals/README.md, "Follow-up questions").',
+    )
     answer_judge: Literal["auto", "off"] = Field(
         "auto",
         description="`auto`: when the local model is installed, it reads each answer of the "

@@ -4,20 +4,15 @@
 minutes)"). A document's lists are steps, courses, rules, metrics or form fields; only the
 first kind answers "how do I ...?".
 
-Tagged with spaCy's small English model (`en_core_web_sm`, which `make install` provides for
-unstructured), loaded once per process on first use. Without it every list counts as steps,
-as before this check existed.
+Tagged with spaCy's small English model (assistant/tagging.py). Without it every list counts
+as steps, as before this check existed.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Sequence
-from functools import cache
-from typing import Any
 
-log = logging.getLogger("kb.assistant")
+from assistant import tagging
 
 # Share of items that must open with a base-form verb. The tagger reads some imperatives as
 # nouns or adjectives ("Attach metadata", "Convert documents": 2 of the 5 steps of the data
@@ -27,32 +22,13 @@ log = logging.getLogger("kb.assistant")
 # sources, had none (evals/README.md, "Answer shapes").
 MIN_SHARE = 1 / 4
 
-_lock = threading.Lock()
-
-
-@cache
-def _tagger() -> Any | None:
-    try:
-        import spacy
-
-        return spacy.load("en_core_web_sm", disable=["parser", "ner", "lemmatizer"])
-    except (ImportError, OSError) as exc:  # pragma: no cover - install problem
-        log.warning("spaCy's en_core_web_sm is missing (%s): every list counts as steps", exc)
-        return None
-
-
-def warm() -> None:
-    """Load the tagger now (a few seconds), not on the first procedure question."""
-    _tagger()
-
 
 def reads_as_actions(items: Sequence[str]) -> bool:
     """True when at least `MIN_SHARE` of the items open with an imperative verb."""
     if not items:
         return False
-    with _lock:  # spaCy pipelines are not documented as thread-safe
-        nlp = _tagger()
-        if nlp is None:
-            return True
-        openers = [doc[0].tag_ if len(doc) else "" for doc in nlp.pipe(items)]
+    tagged = tagging.tags(items)
+    if tagged is None:
+        return True
+    openers = [words[0][1] if words else "" for words in tagged]
     return sum(tag == "VB" for tag in openers) >= MIN_SHARE * len(items)

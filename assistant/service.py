@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from assistant import followup
 from assistant.answerability import AnswerJudge
 from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_cited
 from assistant.context import ContextOptions, assemble
@@ -48,61 +49,6 @@ _DONT_KNOW = re.compile(
 _DONT_KNOW_SENTENCE = re.compile(
     r"[^.!?\n]*" + _DONT_KNOW.pattern + r"[^.!?\n]*[.!?]?(?:\s*\[[\d,\s]+\])*", re.I
 )
-_REFERS_BACK = re.compile(r"\b(it|its|that|this|those|these|they|them|there|he|she|one)\b", re.I)
-# A follow-up that goes on from the previous question ("and what do we check after go-live?").
-_CONTINUES = re.compile(r"^\s*(?:and|also|then|plus|what about|how about)\b", re.I)
-_TOPIC_WORD = re.compile(r"[^\W\d_][\w-]{3,}")  # four letters or more
-_NOT_TOPIC = frozenset(
-    [
-        "what",
-        "which",
-        "when",
-        "where",
-        "whom",
-        "whose",
-        "does",
-        "have",
-        "with",
-        "about",
-        "that",
-        "this",
-        "there",
-        "they",
-        "them",
-        "from",
-        "should",
-        "would",
-        "could",
-        "will",
-        "into",
-        "than",
-        "then",
-        "also",
-        "some",
-        "your",
-        "their",
-    ]
-)
-
-
-def _following(question: str, previous: str) -> str:
-    """The follow-up first, so that its own wording chooses the answer's shape (a "how do
-    we ...?" before it made "and what do we check after go-live?" a procedure, answered with
-    the previous answer's steps again), then the question it goes on from."""
-    return f"{question.rstrip(' ?!.')} (following: {previous.rstrip(' ?!.')})?"
-
-
-def _carries_topic(previous: str, question: str, rewritten: str) -> bool:
-    """Whether a rewritten follow-up keeps a word of the previous question's topic that the
-    follow-up itself lacks. The shipped 1.5B model rewrote "and what do we check by hand
-    after go-live?", asked after "How do we deploy document processing?", as "What do we
-    check by hand after go-live?": retrieval then found another document's go-live."""
-
-    def words(text: str) -> set[str]:
-        return {w.lower() for w in _TOPIC_WORD.findall(text)} - _NOT_TOPIC
-
-    topic = words(previous) - words(question)
-    return not topic or bool(topic & words(rewritten))
 
 
 @dataclass(frozen=True)
@@ -118,6 +64,13 @@ class AssistantOptions:
     # project documents (assistant/subqueries.py); part_k chunks per part.
     subqueries: bool = True
     part_k: int = 5
+    # A follow-up is carried with the question it goes on from and also searched, in its own
+    # words, among the best `topic_documents` documents of that question (0: not searched so).
+    # With `rewrite_follow_ups` the generator is first asked to rewrite it to stand alone: on
+    # the follow-up set that found the same sources, and the local model took 2 s for the
+    # rewrite and about 10 s more for the answer (evals/README.md, "Follow-up questions").
+    rewrite_follow_ups: bool = False
+    topic_documents: int = 2
     check: CheckOptions = field(default_factory=CheckOptions)
     context: ContextOptions = field(default_factory=ContextOptions)
 
@@ -316,6 +269,9 @@ class Assistant:
 
         main = search(query, self.options.k)
         hits = self._with_searches_beside(query, main, search, filters)
+        topic = self._search_in_topic(question, history, search, filters)
+        if topic:
+            hits = ordered(topic, [hits])
         radius = self.options.context.radius
         shape = question_shape(query, [h.doc_type for h in hits])
         sources = assemble(
@@ -353,6 +309,28 @@ class Assistant:
             compared, among_projects = compared + among_projects, []
         return ordered(main, compared, among_projects)
 
+    def _search_in_topic(
+        self,
+        question: str,
+        history: Sequence[Turn],
+        search: Callable[..., list[Hit]],
+        filters: SearchFilters | None,
+    ) -> list[Hit]:
+        """For a follow-up, its own words searched among the documents the conversation is
+        about (the best `topic_documents` of what it goes on from), so "how long's the
+        trial?" after "how do we deploy document processing?" reads the deployment
+        playbook's shadow-mode step rather than whatever the two questions' words together
+        find. Empty for a question that reads complete (assistant/followup.py)."""
+        previous = [t.content for t in history if t.role == "user"]
+        if not self.options.topic_documents or not previous or not followup.is_follow_up(question):
+            return []
+        found = search(canonical(followup.went_on_from(previous)), self.options.k)
+        documents = list(dict.fromkeys(h.doc_id for h in found))[: self.options.topic_documents]
+        if not documents:
+            return []
+        within = replace(filters or SearchFilters(), doc_ids=tuple(documents))
+        return search(canonical(question), self.options.part_k, within)
+
     def _relevance(self, question: str, hits: Sequence[Hit]) -> float:
         """The best dense similarity between the question and a retrieved chunk: what the
         refusal threshold is calibrated on. Retrieval reports it for the chunks the dense
@@ -364,18 +342,17 @@ class Assistant:
         return float(np.max(vectors[1:] @ vectors[0]))
 
     def standalone(self, question: str, history: Sequence[Turn]) -> str:
-        """The follow-up rewritten to stand alone: by the model when it can, otherwise by
-        carrying the previous question along when this one refers back to it."""
+        """The question made to stand alone when it follows up on the conversation
+        (assistant/followup.py): rewritten by the generator when `rewrite_follow_ups` is on
+        and the rewrite passes, else carried with the question it goes on from."""
         previous = [t.content for t in history if t.role == "user"]
-        if not previous:
-            return question
-        rewritten = self._generator.rewrite(history, question)
-        continues = bool(_REFERS_BACK.search(question) or _CONTINUES.match(question))
-        if rewritten and (not continues or _carries_topic(previous[-1], question, rewritten)):
-            return rewritten
-        if continues or len(question.split()) <= 4:
-            return _following(question, previous[-1])
-        return question
+
+        def rewrite() -> str | None:
+            if not self.options.rewrite_follow_ups:
+                return None
+            return self._generator.rewrite(history, question)
+
+        return followup.standalone(question, previous, rewrite)
 
     def _compose(
         self, base: Answer, checked: CheckedAnswer, sources: list[Source], timings: dict[str, float]

@@ -35,7 +35,7 @@ from api.assembly import (
 from api.settings import Settings
 from assistant.generators import Generator
 from assistant.prompt import Turn
-from assistant.service import Answer
+from assistant.service import Answer, Assistant
 from evals.answers import (
     PageRef,
     Scored,
@@ -188,6 +188,7 @@ def answer_record(scored: Scored, answer: Answer) -> dict[str, Any]:
     ]
     return {
         **scored.to_json(),
+        "standalone_question": answer.standalone_question,
         "answer": answer.answer,
         "citations": citations,
         "unsupported": answer.unsupported,
@@ -376,8 +377,9 @@ def run_generator(
     run = Run(name, golden, section, report_keys=report if result["dataset"] == "golden" else None)
     started = time.perf_counter()
     for i, item in enumerate(items, start=1):
+        history = conversation(assistant, item)
         asked = time.perf_counter()
-        answer = assistant.ask(item.question, principal=item.principal)
+        answer = assistant.ask(item.question, principal=item.principal, history=history)
         seconds = time.perf_counter() - asked
         scored = score(item, answer, seconds * 1000, threshold)
         run.add(scored, answer_record(scored, answer))
@@ -390,6 +392,17 @@ def run_generator(
     section["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write_atomic(out, result)
     return run
+
+
+def conversation(assistant: Assistant, item: Item) -> list[Turn]:
+    """The turns before a follow-up question (a `history` in its set): each earlier question
+    asked with the turns before it, and answered by `assistant`, as in a chat. Empty for a
+    question asked on its own."""
+    turns: list[Turn] = []
+    for earlier in item.golden.history if item.golden else []:
+        answer = assistant.ask(earlier, principal=item.principal, history=turns)
+        turns += [Turn("user", earlier), Turn("assistant", answer.answer)]
+    return turns
 
 
 # -- the store --------------------------------------------------------------------------------

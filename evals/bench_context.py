@@ -27,6 +27,7 @@ from typing import Any
 from api.assembly import build_answer_embedder, build_assistant, build_generator, build_store
 from api.settings import Settings
 from assistant.generators import PromptedGenerator
+from assistant.prompt import Turn
 from assistant.service import Assistant
 from evals.bench_answers import GOLDEN_TODAY, prepare, settings_summary, write_atomic
 from evals.benchkit import REPO, Column, configure_runtime, data_folder, format_table, machine
@@ -64,13 +65,26 @@ def prompted_generator(settings: Settings, assistant_embedder: Any) -> PromptedG
     return generator if isinstance(generator, PromptedGenerator) else None
 
 
+def earlier_turns(q: GoldenQuestion, answering: Assistant) -> list[Turn]:
+    """The conversation before a follow-up (its `history`), answered by `answering`."""
+    turns: list[Turn] = []
+    for earlier in q.history:
+        answer = answering.ask(earlier, principal=Principal.of(*q.principal_groups), history=turns)
+        turns += [Turn("user", earlier), Turn("assistant", answer.answer)]
+    return turns
+
+
 def measure(
     q: GoldenQuestion,
     assistant: Assistant,
     prompted: PromptedGenerator | None,
+    answering: Assistant,
 ) -> ContextRow:
+    history = earlier_turns(q, answering)
     started = time.perf_counter()
-    context = assistant.prepare(q.question, principal=Principal.of(*q.principal_groups))
+    context = assistant.prepare(
+        q.question, principal=Principal.of(*q.principal_groups), history=history
+    )
     prepare_ms = (time.perf_counter() - started) * 1000
     prompt = None
     if prompted is not None:
@@ -90,6 +104,7 @@ def measure(
         prepare_ms=prepare_ms,
         must_warn_stale=q.must_warn_stale,
         stale_source=any(s.stale for s in context.sources),
+        asked=context.standalone,
     )
 
 
@@ -182,6 +197,11 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     assistant = build_assistant(
         settings, parts.retriever, embedder, prompted or build_generator(settings, embedder)
     )
+    # Earlier turns of a conversation are answered without a model (the rewrite of a
+    # follow-up reads only their opening words: assistant/prompt.py).
+    answering = build_assistant(
+        settings, parts.retriever, embedder, build_generator(settings, embedder, "extractive")
+    )
     texts, stale = corpus_texts(build_store(settings), settings.today_date())
     assistant.prepare("warm up", principal=Principal(admin=True))  # first query loads lazily
     result: dict[str, Any] = {
@@ -195,7 +215,7 @@ def bench(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     for name in args.dataset or tuple(DATASETS):
         questions = load_dataset(name)
         print(f"{name}: {len(questions)} questions ...", file=sys.stderr, flush=True)
-        rows = [measure(q, assistant, prompted) for q in questions]
+        rows = [measure(q, assistant, prompted, answering) for q in questions]
         result["sets"][name] = {
             "problems": dataset_problems(questions, texts, stale),
             "parts": {p: aggregate(rows, ids) for p, ids in parts_of(name, questions).items()},

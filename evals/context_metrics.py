@@ -77,6 +77,7 @@ class ContextRow:
     must_warn_stale: bool = False
     stale_source: bool = False  # some source is past its review date
     missing_facts: tuple[str, ...] = ()  # key facts absent from the context
+    asked: str = ""  # the question retrieved for: a follow-up made to stand alone
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -100,6 +101,7 @@ def score_context(
     prepare_ms: float,
     must_warn_stale: bool = False,
     stale_source: bool = False,
+    asked: str = "",
 ) -> ContextRow:
     """One question's row: `source_docs` are the sources' document ids (one per source),
     `context` their text joined, `prompt` what the model reads (None: no prompted model)."""
@@ -127,6 +129,7 @@ def score_context(
         must_warn_stale=must_warn_stale,
         stale_source=stale_source,
         missing_facts=missing if answerable else (),
+        asked=asked,
     )
 
 

@@ -18,8 +18,9 @@ from index.errors import InputError
 DATASETS_DIR = Path(__file__).parent / "datasets"
 GOLDEN_DIR = DATASETS_DIR / "golden"
 EMPLOYEE_DIR = DATASETS_DIR / "employee"
+FOLLOWUPS_DIR = DATASETS_DIR / "followups"
 # Question sets in the golden format, by the name `--dataset` takes.
-DATASETS = {"golden": GOLDEN_DIR, "employee": EMPLOYEE_DIR}
+DATASETS = {"golden": GOLDEN_DIR, "employee": EMPLOYEE_DIR, "followups": FOLLOWUPS_DIR}
 
 
 class QuestionType(StrEnum):
@@ -48,6 +49,11 @@ class GoldenQuestion(BaseModel):
         default_factory=list, description="Documents that must not appear anywhere."
     )
     must_warn_stale: bool = False
+    history: list[str] = Field(
+        default_factory=list,
+        description="Questions asked before it in the same conversation, oldest first: it is "
+        "a follow-up, answered after each of them was answered.",
+    )
 
     @property
     def answerable(self) -> bool:

@@ -28,6 +28,7 @@ from pydantic import TypeAdapter
 from api.assembly import build_answer_embedder, build_assistant, build_generator, build_retriever
 from api.openai_schemas import SOURCES_HEADING
 from api.settings import Settings
+from assistant.prompt import Turn
 from assistant.service import Answer, Assistant, Citation, says_dont_know
 from evals.bench_retrieval import HIT_AT
 from evals.catalogue import Catalogue, foreign_answer
@@ -136,9 +137,13 @@ class AssistantSystem:
 
     def answer(self, q: SuiteQuestion) -> Reply:
         principal = Principal.of(*q.principal_groups)
-        context = self.assistant.prepare(q.question, principal=principal)
+        history: list[Turn] = []
+        for earlier in q.history:  # a follow-up: the conversation before it, answered first
+            said = self.assistant.ask(earlier, principal=principal, history=history)
+            history += [Turn("user", earlier), Turn("assistant", said.answer)]
+        context = self.assistant.prepare(q.question, principal=principal, history=history)
         asked = time.perf_counter()
-        answer = self.assistant.ask(q.question, principal=principal)
+        answer = self.assistant.ask(q.question, principal=principal, history=history)
         latency = (time.perf_counter() - asked) * 1000
         retrieved = [h.doc_id for h in context.hits]
         threshold = self.assistant.options.check.threshold
@@ -188,16 +193,15 @@ class EndpointSystem:
         return {"kind": "endpoint", "url": self._base, "model": self.model, "key_sha256": self._key}
 
     def answer(self, q: SuiteQuestion) -> Reply:
-        body = {"model": self.model, "messages": [{"role": "user", "content": q.question}]}
+        messages: list[dict[str, str]] = []
+        for earlier in q.history:  # a follow-up: the conversation before it, answered first
+            messages.append({"role": "user", "content": earlier})
+            said, _ = self._complete(messages)
+            messages.append({"role": "assistant", "content": said})
+        messages.append({"role": "user", "content": q.question})
         asked = time.perf_counter()
-        url = f"{self._base}/chat/completions"
-        try:
-            response = self._checked(self._client.post(url, json=body))
-        except httpx.TransportError as exc:
-            raise InvalidRequestError("--endpoint", f"{url} could not be reached: {exc}") from exc
+        content, data = self._complete(messages)
         latency = (time.perf_counter() - asked) * 1000
-        data = response.json()
-        content = str(data["choices"][0]["message"].get("content") or "")
         if isinstance(data.get("citations"), list):
             return self._our_reply(q.question, content, data, latency)
         cited = [
@@ -208,6 +212,16 @@ class EndpointSystem:
             q.question, content, says_dont_know(content), cited, [], self._catalogue
         )
         return Reply(answer, None, latency, frozenset())
+
+    def _complete(self, messages: list[dict[str, str]]) -> tuple[str, dict[str, Any]]:
+        """The reply's text and the whole response body."""
+        url = f"{self._base}/chat/completions"
+        body = {"model": self.model, "messages": messages}
+        try:
+            data = self._checked(self._client.post(url, json=body)).json()
+        except httpx.TransportError as exc:
+            raise InvalidRequestError("--endpoint", f"{url} could not be reached: {exc}") from exc
+        return str(data["choices"][0]["message"].get("content") or ""), data
 
     def _our_reply(
         self, question: str, content: str, data: Mapping[str, Any], latency: float
@@ -252,7 +266,8 @@ class LlamaIndexSystem:
     """`engine.query(question)`: its `source_nodes`, in order, are the sources it drew on and
     cites, each mapped to our document by its metadata (`doc_id`, else file name, path or
     title); `metadata` `refused` and `warnings` are read when the engine gives them (ours does),
-    else a refusal is told from the text."""
+    else a refusal is told from the text. A query engine holds no conversation: a follow-up
+    (a question with a `history`) is asked alone."""
 
     NAMES = ("doc_id", "file_name", "file_path", "path", "title")  # node metadata, in this order
 

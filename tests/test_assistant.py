@@ -105,9 +105,10 @@ def _assistant(
     retriever: HybridRetriever,
     generator: Any,
     embedder: SentenceTransformerEmbedder,
+    options: AssistantOptions | None = None,
 ) -> Assistant:
     return Assistant(
-        retriever, generator, embedder, today=lambda: TODAY, options=AssistantOptions()
+        retriever, generator, embedder, today=lambda: TODAY, options=options or AssistantOptions()
     )
 
 
@@ -256,7 +257,12 @@ def test_a_follow_up_is_made_standalone(
 
 
 class _Rewriting(ScriptedGenerator):
+    def __init__(self, reply: str) -> None:
+        super().__init__(reply)
+        self.rewrites = 0
+
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
+        self.rewrites += 1
         return self.reply
 
 
@@ -269,23 +275,79 @@ class _Rewriting(ScriptedGenerator):
             "and what do we check by hand after go-live (following: How do we deploy document "
             "processing)?",
         ),
-        # the model kept it
+        # the model dropped the follow-up's own subject ("check by hand")
+        (
+            "What approvals does document processing need before go-live?",
+            "and what do we check by hand after go-live (following: How do we deploy document "
+            "processing)?",
+        ),
+        # the model kept both
         (
             "What do we check by hand after a document processing go-live?",
             "What do we check by hand after a document processing go-live?",
         ),
     ],
 )
-def test_a_rewritten_follow_up_keeps_the_topic_it_goes_on_from(
+def test_a_rewritten_follow_up_keeps_the_topic_it_goes_on_from_and_its_own(
     retriever: HybridRetriever, embedder: SentenceTransformerEmbedder, rewrite: str, standalone: str
 ) -> None:
-    assistant = _assistant(retriever, _Rewriting(rewrite), embedder)
+    generator = _Rewriting(rewrite)
+    options = AssistantOptions(rewrite_follow_ups=True)
+    assistant = _assistant(retriever, generator, embedder, options=options)
     history = [Turn("user", "How do we deploy document processing?"), Turn("assistant", "1. ...")]
     follow_up = "and what do we check by hand after go-live?"
     assert assistant.standalone(follow_up, history) == standalone
     assert question_shape(standalone, ["playbook"]) is Shape.FACT  # not the steps again
-    # a new question, not a follow-up, takes the model's rewrite as it is
-    assert assistant.standalone("What is the AI-07 form?", history) == rewrite
+    # a question that reads complete is taken as typed: the model is not asked to rewrite it
+    assert assistant.standalone("What is the AI-07 form?", history) == "What is the AI-07 form?"
+    assert generator.rewrites == 1
+
+
+def test_follow_ups_are_not_rewritten_by_the_model_by_default(
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
+) -> None:
+    generator = _Rewriting("What do we check by hand after a document processing go-live?")
+    assistant = _assistant(retriever, generator, embedder)
+    history = [Turn("user", "How do we deploy document processing?"), Turn("assistant", "1. ...")]
+    assert assistant.standalone("and who owns it?", history) == (
+        "and who owns it (following: How do we deploy document processing)?"
+    )
+    assert generator.rewrites == 0
+
+
+class _Recording:
+    """The retriever, with every search's text and filters remembered."""
+
+    def __init__(self, retriever: HybridRetriever) -> None:
+        self._retriever = retriever
+        self.searches: list[tuple[str, Any]] = []
+
+    def retrieve(self, text: str, k: int, **kwargs: Any) -> Any:
+        self.searches.append((text, kwargs.get("filters")))
+        return self._retriever.retrieve(text, k, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._retriever, name)
+
+
+def test_a_follow_up_is_searched_in_its_own_words_among_the_documents_it_goes_on_from(
+    retriever: HybridRetriever, embedder: SentenceTransformerEmbedder
+) -> None:
+    recording = _Recording(retriever)
+    assistant = _assistant(recording, ScriptedGenerator("x"), embedder)  # type: ignore[arg-type]
+    history = [Turn("user", "How long are KAIG prompts kept?"), Turn("assistant", "90 days [1].")]
+    context = assistant.prepare("and who owns it?", principal=Principal(), history=history)
+    within = [(text, f.doc_ids) for text, f in recording.searches if f and f.doc_ids]
+    assert len(within) == 1
+    text, documents = within[0]
+    assert text == "and who owns it?"
+    assert documents[0] == "kaig-faq"
+    assert len(documents) <= AssistantOptions().topic_documents
+    assert context.sources[0].doc_id == "kaig-faq"
+    # a question that reads complete is searched as it is, and only so
+    recording.searches.clear()
+    assistant.prepare("What is the AI-07 form?", principal=Principal(), history=history)
+    assert [text for text, _ in recording.searches] == ["What is the AI-07 form?"]
 
 
 def test_instructions_inside_sources_are_framed_as_data() -> None:
