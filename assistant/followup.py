@@ -145,10 +145,20 @@ def went_on_from(previous: Sequence[str]) -> str:
 
 
 def following(question: str, previous: str) -> str:
-    """The follow-up first, so that its own wording chooses the answer's shape (a "how do
-    we ...?" before it made "and what do we check after go-live?" a procedure, answered with
-    the previous answer's steps again), then what it goes on from."""
+    """The follow-up, then what it goes on from."""
     return f"{_bare(question)} (following: {_bare(previous)})?"
+
+
+_CARRIED = re.compile(r"\s*\(following: .*\)\?$", re.S | re.I)
+
+
+def own_words(question: str) -> str:
+    """A question without what `following` carried along: what chooses the answer's shape
+    and a comparison's parts. Carried along, "how do we deploy document processing?" made
+    "and what do we check after go-live?" a procedure, answered with the previous answer's
+    steps again, and "did HR ever pilot AI for shortlisting?" made "why was it stopped?" a
+    list of projects."""
+    return _CARRIED.sub("?", question)
 
 
 def _words(text: str) -> set[str]:

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 from enum import StrEnum
 
+from assistant.followup import own_words
 from assistant.question import canonical
 from assistant.sources import Source
 
@@ -55,18 +56,18 @@ def shape_of(question: str, sources: Sequence[Source]) -> Shape:
 def asks_about_projects(question: str) -> bool:
     """Whether the question asks what was tried before ("has anyone tried X?"), whatever
     the sources."""
-    return bool(_PROJECTS.search(canonical(question)))
+    return bool(_PROJECTS.search(canonical(own_words(question))))
 
 
 def asks_to_compare(question: str) -> bool:
     """Whether the question compares things or asks what changed."""
-    return bool(_COMPARISON.search(canonical(question)))
+    return bool(_COMPARISON.search(canonical(own_words(question))))
 
 
 def question_shape(question: str, doc_types: Sequence[str]) -> Shape:
     """shape_of() for the document types of the sources; "  HOW do we ...?!" is "How do we
     ...?"."""
-    question = canonical(question)
+    question = canonical(own_words(question))
     if asks_about_projects(question) and PROJECT_TYPES.intersection(doc_types):
         return Shape.PROJECTS
     if asks_to_compare(question):
@@ -99,7 +100,7 @@ _ARTICLE = re.compile(r"^(?:the|a|an)\s+", re.I)
 def compared(question: str) -> list[str]:
     """The two things an "A versus B" question compares, or none for other wordings (which
     are not parsed: "how do A and B compare" says too little about where A starts)."""
-    text = canonical(question).rstrip("?").strip()
+    text = canonical(own_words(question)).rstrip("?").strip()
     text = text.rsplit(":", 1)[-1].strip()
     versus = _VERSUS.match(text)
     if not versus:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from assistant.followup import own_words
 from assistant.question import canonical
 from index.hits import Hit
 
@@ -49,7 +50,7 @@ MAX_PARTS = 4  # a list longer than this is not a comparison of named things
 def parts(question: str) -> list[str]:
     """The parts of a comparison worth a search of their own, in the question's order; none
     when the question does not divide into two or more parts with a subject each."""
-    text = canonical(question).rstrip("?")
+    text = canonical(own_words(question)).rstrip("?")
     pieces = [p.strip(" ,;:") for p in _DIVIDERS.split(text)]
     pieces = [p for p in pieces if _subject_words(p) >= MIN_PART_WORDS]
     if not 2 <= len(pieces) <= MAX_PARTS:

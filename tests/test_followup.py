@@ -7,6 +7,7 @@ import pytest
 
 from assistant import followup
 from assistant.prompt import REWRITE_ANSWER_WORDS, Turn, build_rewrite_messages
+from assistant.shapes import Shape, asks_about_projects, question_shape
 
 DEPLOY = "How do we deploy document processing?"
 
@@ -86,3 +87,12 @@ def test_the_rewrite_reads_the_opening_of_earlier_answers_only() -> None:
     answer_line = next(line for line in user.splitlines() if line.startswith("assistant:"))
     assert len(answer_line.split()) == 1 + REWRITE_ANSWER_WORDS + 1  # "assistant:", words, "..."
     assert "Step 39" not in user
+
+
+def test_the_answer_shape_comes_from_the_follow_ups_own_words() -> None:
+    carried = followup.following("why was it stopped?", "did HR ever pilot AI for shortlisting?")
+    assert followup.own_words(carried) == "why was it stopped?"
+    assert not asks_about_projects(carried)
+    after_steps = followup.following("what happens if we go over its rate limit", DEPLOY)
+    assert question_shape(after_steps, ["playbook"]) is Shape.FACT  # not the steps again
+    assert followup.own_words("What changed (Following: v1 vs v2)?") == "What changed?"
