@@ -63,7 +63,7 @@ def assemble(
         return []
     windows = surroundings([h for group in documents.values() for h in group])
     spans = {
-        doc: [_section(h, windows.get(h.chunk_id) or [h], options) for h in group]
+        doc: [_section(h, windows.get(h.chunk_id) or [h], options, procedure) for h in group]
         for doc, group in documents.items()
     }
     if procedure:
@@ -88,8 +88,13 @@ def _path(section: str) -> list[str]:
     return [part.strip() for part in section.split(" > ")] if section else []
 
 
-def _section(hit: Hit, window: list[Hit], options: ContextOptions) -> list[Hit]:
-    """The chunks of the largest section around `hit` that fits its budget, in order."""
+def _section(
+    hit: Hit, window: list[Hit], options: ContextOptions, procedure: bool = False
+) -> list[Hit]:
+    """The chunks of the largest section around `hit` that fits its budget, in order: for a
+    `procedure` question a section of steps may take `procedure_words`; for any other, a
+    fact in one step ("what approvals does that need?") brings its step, not the whole
+    procedure, which filled the budget alone and left no room for a second document."""
     chunks = sorted(window, key=lambda h: h.chunk_index)
     at = next((i for i, h in enumerate(chunks) if h.chunk_id == hit.chunk_id), None)
     if at is None:
@@ -114,7 +119,8 @@ def _section(hit: Hit, window: list[Hit], options: ContextOptions) -> list[Hit]:
             hi == len(chunks) - 1 and hi - at >= options.radius
         )
         text = join_chunks([h.text for h in run])
-        budget = options.procedure_words if _is_procedure(text) else options.section_words
+        steps = procedure and _is_procedure(text)
+        budget = options.procedure_words if steps else options.section_words
         if not open_ended and _words(text) <= budget:
             return _with_table_start(run, chunks)
     return _with_table_start(_around(deepest, hit, options.section_words), chunks)

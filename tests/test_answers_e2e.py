@@ -22,6 +22,7 @@ from api.assembly import (
     build_store,
 )
 from api.settings import Settings
+from assistant.prompt import Turn
 from assistant.service import Answer, Assistant
 from evals.bench_answers import GOLDEN_TODAY, golden_items
 from evals.golden import Part
@@ -122,6 +123,22 @@ def test_a_superseded_value_is_not_given_as_current(assistant: Assistant) -> Non
     assert not answer.refused, answer
     assert "500" in answer.answer
     assert "doc-processing-playbook-v1" not in _cited(answer)
+
+
+def test_a_follow_up_is_answered_from_the_documents_it_goes_on_from(assistant: Assistant) -> None:
+    first = "How do we deploy document processing?"
+    said = assistant.ask(first, principal=EMPLOYEE)
+    history = [Turn("user", first), Turn("assistant", said.answer)]
+    answer = assistant.ask(
+        "What approvals does that need before go-live?", principal=EMPLOYEE, history=history
+    )
+    assert not answer.refused, answer
+    assert _cited(answer) & {"doc-processing-playbook-v2", "go-live-checklist"}, answer.answer
+    assert "ARB" in answer.answer, answer.answer
+    # a complete question after it is answered as if asked alone
+    alone = assistant.ask("When are the CoE office hours?", principal=EMPLOYEE)
+    after = assistant.ask("When are the CoE office hours?", principal=EMPLOYEE, history=history)
+    assert after.answer == alone.answer
 
 
 def test_the_judge_refuses_more_unanswerable_questions_and_keeps_the_answerable(
