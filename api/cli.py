@@ -773,7 +773,10 @@ def eval_datasets(
 @eval_app.command("run")
 def eval_run(
     dataset: Annotated[
-        str, typer.Option(help="golden, employee, lookalike, contoso, or a .csv/.jsonl file.")
+        str,
+        typer.Option(
+            help="golden, employee, followups, lookalike, contoso, or a .csv/.jsonl file."
+        ),
     ],
     generator: Annotated[
         str | None,

@@ -28,7 +28,7 @@ from pydantic import Field, ValidationError, model_validator
 
 from evals.answers import PageRef, parse_reference, spread
 from evals.benchkit import CONTOSO, REPO
-from evals.golden import EMPLOYEE_DIR, GOLDEN_DIR, GoldenQuestion, QuestionType
+from evals.golden import EMPLOYEE_DIR, FOLLOWUPS_DIR, GOLDEN_DIR, GoldenQuestion, QuestionType
 from index.errors import InputError
 from ingest.metadata import slugify
 
@@ -114,10 +114,11 @@ class Dataset:
 
 
 def known_datasets() -> list[Dataset]:
-    """golden, employee and lookalike (shipped), and contoso when ../shared/bench has it."""
+    """golden, employee, followups and lookalike (shipped); contoso when ../shared/bench has it."""
     found = [
         Dataset("golden", GOLDEN_DIR, "golden", REPO / "corpus"),
         Dataset("employee", EMPLOYEE_DIR, "golden", REPO / "corpus"),
+        Dataset("followups", FOLLOWUPS_DIR, "golden", REPO / "corpus"),
         Dataset("lookalike", LOOKALIKE_DIR / "questions.jsonl", "golden", LOOKALIKE_DIR / "docs"),
     ]
     if (CONTOSO / "qa" / "dev.jsonl").is_file():

@@ -122,6 +122,9 @@ def test_the_known_datasets_load_and_a_limit_spreads_over_the_types() -> None:
     lookalike = resolve("lookalike").load()
     assert len(lookalike) == 43
     assert {q.type for q in lookalike} == {QuestionType.SINGLE_FACT}
+    followups = resolve("followups").load()
+    assert len(followups) == 40
+    assert all(q.history for q in followups)  # each is asked after its conversation
     chosen = select(golden, 20)
     assert len(chosen) == 20
     assert {q.type for q in chosen} == set(QuestionType)  # every type has a question
