@@ -50,6 +50,7 @@ def assemble(
     options: ContextOptions,
     *,
     procedure: bool = False,
+    whole_steps: bool = True,
 ) -> list[Source]:
     """The numbered sources for ranked `hits` (best first); numbers follow the rank of each
     document's best hit. For a `procedure` question, the procedure with the most steps among
@@ -63,7 +64,10 @@ def assemble(
         return []
     windows = surroundings([h for group in documents.values() for h in group])
     spans = {
-        doc: [_section(h, windows.get(h.chunk_id) or [h], options, procedure) for h in group]
+        doc: [
+            _section(h, windows.get(h.chunk_id) or [h], options, procedure or whole_steps)
+            for h in group
+        ]
         for doc, group in documents.items()
     }
     if procedure:
@@ -89,12 +93,13 @@ def _path(section: str) -> list[str]:
 
 
 def _section(
-    hit: Hit, window: list[Hit], options: ContextOptions, procedure: bool = False
+    hit: Hit, window: list[Hit], options: ContextOptions, whole_steps: bool = True
 ) -> list[Hit]:
-    """The chunks of the largest section around `hit` that fits its budget, in order: for a
-    `procedure` question a section of steps may take `procedure_words`; for any other, a
-    fact in one step ("what approvals does that need?") brings its step, not the whole
-    procedure, which filled the budget alone and left no room for a second document."""
+    """The chunks of the largest section around `hit` that fits its budget, in order; with
+    `whole_steps` a section of steps may take `procedure_words`. Without it (a follow-up that
+    does not ask for a procedure, assistant/service.py) a fact in one step ("what approvals
+    does that need?") brings its step, not the whole procedure, which filled the budget
+    alone and left no room for a second document."""
     chunks = sorted(window, key=lambda h: h.chunk_index)
     at = next((i for i, h in enumerate(chunks) if h.chunk_id == hit.chunk_id), None)
     if at is None:
@@ -119,7 +124,7 @@ def _section(
             hi == len(chunks) - 1 and hi - at >= options.radius
         )
         text = join_chunks([h.text for h in run])
-        steps = procedure and _is_procedure(text)
+        steps = whole_steps and _is_procedure(text)
         budget = options.procedure_words if steps else options.section_words
         if not open_ended and _words(text) <= budget:
             return _with_table_start(run, chunks)

@@ -274,11 +274,19 @@ class Assistant:
             hits = ordered(topic, [hits])
         radius = self.options.context.radius
         shape = question_shape(query, [h.doc_type for h in hits])
+        # A follow-up that does not ask for steps reads the step it is about, not the whole
+        # procedure; any other question keeps procedures whole, since reading single steps
+        # lost key facts of the golden subset's extractive answers (evals/README.md,
+        # "Context assembly").
+        follows_up = bool(topic) or (
+            any(t.role == "user" for t in history) and followup.is_follow_up(question)
+        )
         sources = assemble(
             hits,
             lambda ranked: self._retriever.surroundings(ranked, radius, today),
             self.options.context,
             procedure=shape is Shape.PROCEDURE,
+            whole_steps=not follows_up,
         )
         # The refusal gate reads the whole question's search: a part of it ("Deal Notes")
         # matches the base better than a question the base cannot answer.

@@ -74,14 +74,17 @@ def test_a_step_brings_in_its_whole_procedure_in_document_order() -> None:
     assert "Measure" not in text
 
 
-def test_a_fact_in_one_step_brings_the_step_not_the_whole_procedure() -> None:
+def test_without_whole_steps_a_fact_in_one_step_brings_the_step() -> None:
     options = ContextOptions(section_words=15, procedure_words=100)
-    fact = assemble(_ranked(BOOK[4]), _surroundings, options)
+    fact = assemble(_ranked(BOOK[4]), _surroundings, options, whole_steps=False)
     assert "0.90" in fact[0].text
     assert "Step 1" not in fact[0].text  # the procedure (over section_words) stays out
-    steps = assemble(_ranked(BOOK[4]), _surroundings, options, procedure=True)
-    assert "Step 1" in steps[0].text
-    assert "Step 4" in steps[0].text
+    for steps in (
+        assemble(_ranked(BOOK[4]), _surroundings, options),
+        assemble(_ranked(BOOK[4]), _surroundings, options, procedure=True, whole_steps=False),
+    ):
+        assert "Step 1" in steps[0].text
+        assert "Step 4" in steps[0].text
 
 
 def test_a_procedure_question_reads_the_procedure_first() -> None:
