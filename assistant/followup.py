@@ -188,6 +188,12 @@ def standalone(
     cannot)."""
     if not previous or not is_follow_up(question):
         return question
+    return carried(question, previous, rewrite)
+
+
+def carried(question: str, previous: Sequence[str], rewrite: Callable[[], str | None]) -> str:
+    """A follow-up made to stand alone: the rewrite when it passes both checks, else the
+    follow-up carried with what it goes on from."""
     before = went_on_from(previous)
     rewritten = rewrite()
     if (

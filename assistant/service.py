@@ -253,7 +253,10 @@ class Assistant:
     ) -> Context:
         """What an answer is grounded on, before any generation: the standalone question,
         the retrieved chunks and the numbered sources the generator reads."""
-        standalone = self.standalone(question, history)
+        previous = _asked(history)
+        follows = bool(previous) and followup.is_follow_up(question)
+        rewrite = self._rewriter(history, question)
+        standalone = followup.carried(question, previous, rewrite) if follows else question
         query = canonical(standalone)  # however it was typed
         today = self._today()
 
@@ -269,24 +272,20 @@ class Assistant:
 
         main = search(query, self.options.k)
         hits = self._with_searches_beside(query, main, search, filters)
-        topic = self._search_in_topic(question, history, search, filters)
-        if topic:
-            hits = ordered(topic, [hits])
+        if follows:
+            hits = ordered(self._search_in_topic(question, previous, search, filters), [hits])
         radius = self.options.context.radius
         shape = question_shape(query, [h.doc_type for h in hits])
         # A follow-up that does not ask for steps reads the step it is about, not the whole
         # procedure; any other question keeps procedures whole, since reading single steps
         # lost key facts of the golden subset's extractive answers (evals/README.md,
         # "Context assembly").
-        follows_up = bool(topic) or (
-            any(t.role == "user" for t in history) and followup.is_follow_up(question)
-        )
         sources = assemble(
             hits,
             lambda ranked: self._retriever.surroundings(ranked, radius, today),
             self.options.context,
             procedure=shape is Shape.PROCEDURE,
-            whole_steps=not follows_up,
+            whole_steps=not follows,
         )
         # The refusal gate reads the whole question's search: a part of it ("Deal Notes")
         # matches the base better than a question the base cannot answer.
@@ -320,7 +319,7 @@ class Assistant:
     def _search_in_topic(
         self,
         question: str,
-        history: Sequence[Turn],
+        previous: Sequence[str],
         search: Callable[..., list[Hit]],
         filters: SearchFilters | None,
     ) -> list[Hit]:
@@ -328,9 +327,8 @@ class Assistant:
         about (the best `topic_documents` of what it goes on from), so "how long's the
         trial?" after "how do we deploy document processing?" reads the deployment
         playbook's shadow-mode step rather than whatever the two questions' words together
-        find. Empty for a question that reads complete (assistant/followup.py)."""
-        previous = [t.content for t in history if t.role == "user"]
-        if not self.options.topic_documents or not previous or not followup.is_follow_up(question):
+        find. `previous`: the user's earlier questions, oldest first."""
+        if not self.options.topic_documents:
             return []
         found = search(canonical(followup.went_on_from(previous)), self.options.k)
         documents = list(dict.fromkeys(h.doc_id for h in found))[: self.options.topic_documents]
@@ -353,14 +351,15 @@ class Assistant:
         """The question made to stand alone when it follows up on the conversation
         (assistant/followup.py): rewritten by the generator when `rewrite_follow_ups` is on
         and the rewrite passes, else carried with the question it goes on from."""
-        previous = [t.content for t in history if t.role == "user"]
+        return followup.standalone(question, _asked(history), self._rewriter(history, question))
 
+    def _rewriter(self, history: Sequence[Turn], question: str) -> Callable[[], str | None]:
         def rewrite() -> str | None:
             if not self.options.rewrite_follow_ups:
                 return None
             return self._generator.rewrite(history, question)
 
-        return followup.standalone(question, previous, rewrite)
+        return rewrite
 
     def _compose(
         self, base: Answer, checked: CheckedAnswer, sources: list[Source], timings: dict[str, float]
@@ -435,6 +434,11 @@ class Assistant:
         base.nearby = nearby[:3]
         base.timings_ms = timings
         return base
+
+
+def _asked(history: Sequence[Turn]) -> list[str]:
+    """The user's earlier questions, oldest first."""
+    return [t.content for t in history if t.role == "user"]
 
 
 def _project_filters(filters: SearchFilters | None) -> SearchFilters | None:

@@ -377,7 +377,8 @@ def run_generator(
     run = Run(name, golden, section, report_keys=report if result["dataset"] == "golden" else None)
     started = time.perf_counter()
     for i, item in enumerate(items, start=1):
-        history = conversation(assistant, item)
+        earlier = item.golden.history if item.golden else []
+        history = conversation(assistant, earlier, item.principal)
         asked = time.perf_counter()
         answer = assistant.ask(item.question, principal=item.principal, history=history)
         seconds = time.perf_counter() - asked
@@ -394,13 +395,15 @@ def run_generator(
     return run
 
 
-def conversation(assistant: Assistant, item: Item) -> list[Turn]:
-    """The turns before a follow-up question (a `history` in its set): each earlier question
-    asked with the turns before it, and answered by `assistant`, as in a chat. Empty for a
-    question asked on its own."""
+def conversation(
+    assistant: Assistant, questions: Sequence[str], principal: Principal
+) -> list[Turn]:
+    """The turns before a follow-up (the `history` of its set): each earlier question asked
+    with the turns before it and answered by `assistant`, as in a chat. Empty for a question
+    asked on its own."""
     turns: list[Turn] = []
-    for earlier in item.golden.history if item.golden else []:
-        answer = assistant.ask(earlier, principal=item.principal, history=turns)
+    for earlier in questions:
+        answer = assistant.ask(earlier, principal=principal, history=turns)
         turns += [Turn("user", earlier), Turn("assistant", answer.answer)]
     return turns
 

@@ -27,9 +27,14 @@ from typing import Any
 from api.assembly import build_answer_embedder, build_assistant, build_generator, build_store
 from api.settings import Settings
 from assistant.generators import PromptedGenerator
-from assistant.prompt import Turn
 from assistant.service import Assistant
-from evals.bench_answers import GOLDEN_TODAY, prepare, settings_summary, write_atomic
+from evals.bench_answers import (
+    GOLDEN_TODAY,
+    conversation,
+    prepare,
+    settings_summary,
+    write_atomic,
+)
 from evals.benchkit import REPO, Column, configure_runtime, data_folder, format_table, machine
 from evals.context_metrics import (
     ContextRow,
@@ -65,22 +70,13 @@ def prompted_generator(settings: Settings, assistant_embedder: Any) -> PromptedG
     return generator if isinstance(generator, PromptedGenerator) else None
 
 
-def earlier_turns(q: GoldenQuestion, answering: Assistant) -> list[Turn]:
-    """The conversation before a follow-up (its `history`), answered by `answering`."""
-    turns: list[Turn] = []
-    for earlier in q.history:
-        answer = answering.ask(earlier, principal=Principal.of(*q.principal_groups), history=turns)
-        turns += [Turn("user", earlier), Turn("assistant", answer.answer)]
-    return turns
-
-
 def measure(
     q: GoldenQuestion,
     assistant: Assistant,
     prompted: PromptedGenerator | None,
     answering: Assistant,
 ) -> ContextRow:
-    history = earlier_turns(q, answering)
+    history = conversation(answering, q.history, Principal.of(*q.principal_groups))
     started = time.perf_counter()
     context = assistant.prepare(
         q.question, principal=Principal.of(*q.principal_groups), history=history

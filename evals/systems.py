@@ -28,8 +28,8 @@ from pydantic import TypeAdapter
 from api.assembly import build_answer_embedder, build_assistant, build_generator, build_retriever
 from api.openai_schemas import SOURCES_HEADING
 from api.settings import Settings
-from assistant.prompt import Turn
 from assistant.service import Answer, Assistant, Citation, says_dont_know
+from evals.bench_answers import conversation
 from evals.bench_retrieval import HIT_AT
 from evals.catalogue import Catalogue, foreign_answer
 from evals.suite_data import SuiteQuestion
@@ -137,10 +137,7 @@ class AssistantSystem:
 
     def answer(self, q: SuiteQuestion) -> Reply:
         principal = Principal.of(*q.principal_groups)
-        history: list[Turn] = []
-        for earlier in q.history:  # a follow-up: the conversation before it, answered first
-            said = self.assistant.ask(earlier, principal=principal, history=history)
-            history += [Turn("user", earlier), Turn("assistant", said.answer)]
+        history = conversation(self.assistant, q.history, principal)  # a follow-up's, first
         context = self.assistant.prepare(q.question, principal=principal, history=history)
         asked = time.perf_counter()
         answer = self.assistant.ask(q.question, principal=principal, history=history)
