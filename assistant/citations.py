@@ -25,8 +25,9 @@ import numpy as np
 
 from assistant.sources import Source
 from index.embedding import Embedder
+from index.hits import Hit
 from index.keyword import english_stopwords
-from index.sentences import split_line, split_sentences, strip_list_marker
+from index.sentences import split_line, strip_list_marker
 
 _CITE = re.compile(r"\s*\[(\d+(?:\s*,\s*\d+)*)\]")
 # Markers after a sentence's stop ("... done. [2]") move before it, so the stop ends it.
@@ -71,7 +72,9 @@ class CheckedSentence:
     sources: list[int]  # source numbers (as retrieved) that support it
     support: float  # best support among its sources
     claimed: list[int] = field(default_factory=list)  # what the generator cited
-    pages: dict[int, int | None] = field(default_factory=dict)  # source -> best chunk's page
+    # source -> the chunk holding the source's sentence closest to this one (its section and
+    # page are what the citation names)
+    chunks: dict[int, Hit | None] = field(default_factory=dict)
     line: int = 0  # the answer's line (paragraph, list item) the sentence is on
 
 
@@ -174,7 +177,7 @@ def check_citations(
         unchecked = [CheckedSentence(t, [], 0.0, c, line=line) for t, c, _, line in parsed]
         return CheckedAnswer([], unchecked, 0)
     matrix = _support_matrix([t for t, *_ in parsed], sources, embedder, options)
-    support, best_hit = matrix.support, matrix.best_page
+    support, best_chunk = matrix.support, matrix.best_chunk
     by_number = {s.n: i for i, s in enumerate(sources)}
     kept: list[CheckedSentence] = []
     dropped: list[CheckedSentence] = []
@@ -208,8 +211,8 @@ def check_citations(
         top = max(float(scores[by_number[n]]) for n in chosen)
         if joint and not good:
             top = matrix.joint_support(row, joint, options)
-        pages = {n: best_hit[row][by_number[n]] for n in chosen}
-        kept.append(CheckedSentence(text, chosen, top, claimed, pages, line))
+        chunks = {n: best_chunk[row][by_number[n]] for n in chosen}
+        kept.append(CheckedSentence(text, chosen, top, claimed, chunks, line))
     return CheckedAnswer(kept, dropped, moved)
 
 
@@ -237,7 +240,7 @@ class _Support:
 
     support: np.ndarray  # [sentence, source] in 0..1
     semantic: np.ndarray  # [sentence, source]: best embedding similarity to a source sentence
-    best_page: list[list[int | None]]  # [sentence][source]: page of the closest chunk
+    best_chunk: list[list[Hit | None]]  # [sentence][source]: chunk of the closest sentence
     words: list[set[str]]  # each sentence's content words
     names: list[set[str]]  # each sentence's numbers and names
     vocabularies: list[set[str]]  # each source's content words
@@ -268,29 +271,28 @@ class _Support:
 def _support_matrix(
     sentences: list[str], sources: Sequence[Source], embedder: Embedder, options: CheckOptions
 ) -> _Support:
-    """support[i, j]: how well source j supports answer sentence i, in 0..1; and the page of
-    the chunk of source j that supports sentence i best."""
+    """support[i, j]: how well source j supports answer sentence i, in 0..1; and the chunk
+    of source j whose sentence is closest to sentence i."""
     pieces = [source.about() for source in sources]  # title and project metadata support too
     owner: list[int] = []
-    page: list[int | None] = []
+    where: list[Hit] = []
     for j, source in enumerate(sources):
-        for hit, text in source.passages():
-            for piece in split_sentences(text):
-                pieces.append(piece)
-                owner.append(j)
-                page.append(hit.page)
+        for chunk, piece in source.sentences():
+            pieces.append(piece)
+            owner.append(j)
+            where.append(chunk)
     vectors = embedder.embed([*sentences, *pieces])
     sims = vectors[: len(sentences)] @ vectors[len(sentences) :].T
     about, sims = sims[:, : len(sources)], sims[:, len(sources) :]
     semantic = about.astype(np.float32)
-    best_page: list[list[int | None]] = [[None] * len(sources) for _ in sentences]
+    best_chunk: list[list[Hit | None]] = [[None] * len(sources) for _ in sentences]
     owners = np.asarray(owner)
     for j in range(len(sources)):
         columns = np.flatnonzero(owners == j)
         if columns.size:
             semantic[:, j] = np.maximum(semantic[:, j], sims[:, columns].max(axis=1))
             for i, arg in enumerate(sims[:, columns].argmax(axis=1)):
-                best_page[i][j] = page[int(columns[arg])]
+                best_chunk[i][j] = where[int(columns[arg])]
     lexical = np.zeros_like(semantic)
     named = np.ones_like(semantic)
     vocabularies = [content_words(f"{s.about()}\n{s.text}") for s in sources]
@@ -304,7 +306,7 @@ def _support_matrix(
             named[i, j] = _has_names(names[i], texts[j])
     w = options.lexical_weight
     support = np.clip((1 - w) * semantic + w * lexical, 0.0, 1.0) * named
-    return _Support(support, semantic, best_page, words, names, vocabularies, texts)
+    return _Support(support, semantic, best_chunk, words, names, vocabularies, texts)
 
 
 def names_in(sentence: str) -> set[str]:

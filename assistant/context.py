@@ -80,7 +80,8 @@ def assemble(
     for doc, group in documents.items():
         if chosen[doc]:
             parts = _merge(chosen[doc], group)
-            sources.append(Source(n=len(sources) + 1, hits=tuple(parts)))
+            chunks = tuple(sorted(chosen[doc], key=lambda h: h.chunk_index))
+            sources.append(Source(n=len(sources) + 1, hits=tuple(parts), chunks=chunks))
     return sources
 
 

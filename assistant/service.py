@@ -379,18 +379,16 @@ class Assistant:
         for sentence in checked.sentences:
             for n in sentence.sources:
                 support[n] = max(support[n], sentence.support)
-        pages: dict[int, tuple[float, int | None]] = {}
+        where: dict[int, tuple[float, Hit | None]] = {}  # the best-supported sentence's chunk
+        pages: dict[int, set[int]] = {}
         for sentence in checked.sentences:
-            for n, page in sentence.pages.items():
-                if n not in pages or sentence.support > pages[n][0]:
-                    pages[n] = (sentence.support, page)
-        all_pages: dict[int, set[int]] = {}
-        for sentence in checked.sentences:
-            for n, page in sentence.pages.items():
-                if page is not None:
-                    all_pages.setdefault(n, set()).add(page)
+            for n, chunk in sentence.chunks.items():
+                if n not in where or sentence.support > where[n][0]:
+                    where[n] = (sentence.support, chunk)
+                if chunk is not None and chunk.page is not None:
+                    pages.setdefault(n, set()).add(chunk.page)
         citations = [
-            _citation(by_n[n], support[n], pages.get(n, (0.0, None))[1], all_pages.get(n, set()))
+            _citation(by_n[n], support[n], where.get(n, (0.0, None))[1], pages.get(n, set()))
             for n in checked.cited()
         ]
         warnings = [
@@ -448,8 +446,10 @@ def _project_filters(filters: SearchFilters | None) -> SearchFilters | None:
     return replace(base, doc_types=types) if types else None
 
 
-def _citation(source: Source, support: float, page: int | None, pages: set[int]) -> Citation:
-    hit = next((h for h in source.hits if page is not None and h.page == page), source.best)
+def _citation(source: Source, support: float, chunk: Hit | None, pages: set[int]) -> Citation:
+    """Source `source` as cited: the section, page and link of `chunk` (the chunk holding the
+    sentence that supports the answer best), of the best-ranked chunk when none is known."""
+    hit = chunk or source.best
     return Citation(
         n=source.n,
         doc_id=hit.doc_id,

@@ -12,13 +12,16 @@ import numpy as np
 
 from index.embedding import Embedder
 from index.hits import Hit
-from index.sentences import split_line
+from index.sentences import split_line, split_sentences
 
 
 @dataclass(frozen=True)
 class Source:
     n: int  # 1-based number the answer cites as [n]
     hits: tuple[Hit, ...]  # this document's retrieved chunks, best first
+    # The chunks the passages were joined from (assistant/context.py), each with its own
+    # section and page; empty when every passage is one chunk.
+    chunks: tuple[Hit, ...] = ()
 
     @property
     def best(self) -> Hit:
@@ -40,6 +43,24 @@ class Source:
     def passages(self) -> list[tuple[Hit, str]]:
         """(chunk, text the generator reads): the chunk with its neighbours if retrieved so."""
         return [(hit, hit.context or hit.text) for hit in self.hits]
+
+    def sentences(self) -> list[tuple[Hit, str]]:
+        """Every sentence the generator reads, with the chunk it comes from: a citation names
+        that chunk's section and page, not those of the passage's best-ranked chunk (a
+        sentence of "Quality assurance after go-live" was labelled "Step 11"). A sentence
+        no single chunk holds (it runs across two) keeps its passage."""
+        return [
+            (self._chunk_of(sentence, passage), sentence)
+            for passage, text in self.passages()
+            for sentence in split_sentences(text)
+        ]
+
+    def _chunk_of(self, sentence: str, passage: Hit) -> Hit:
+        wanted = " ".join(sentence.split())
+        for chunk in self.chunks:
+            if wanted in " ".join(chunk.text.split()):
+                return chunk
+        return passage
 
     @property
     def text(self) -> str:

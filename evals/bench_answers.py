@@ -138,8 +138,19 @@ def golden_items(dataset: str = "golden") -> tuple[list[Item], list[Item]]:
     return [i for i in items if i.answerable], [i for i in items if not i.answerable]
 
 
-def select_items(dataset: str, limit: int | None, unanswerable_limit: int | None) -> list[Item]:
+def select_items(
+    dataset: str,
+    limit: int | None,
+    unanswerable_limit: int | None,
+    types: Sequence[str] = (),
+) -> list[Item]:
+    """The questions asked: `limit` answerable and `unanswerable_limit` unanswerable ones,
+    evenly spread, of the groups in `types` only when given (a golden-format set's question
+    types, contoso's reference files)."""
     answerable, unanswerable = contoso_items() if dataset == "contoso" else golden_items(dataset)
+    if types:
+        answerable = [i for i in answerable if i.group in types]
+        unanswerable = [i for i in unanswerable if i.group in types]
     return spread(answerable, limit) + spread(unanswerable, unanswerable_limit)
 
 
@@ -487,6 +498,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--unanswerable-limit", type=int, default=None, help="unanswerable questions, spread"
     )
     parser.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        dest="types",
+        metavar="TYPE",
+        help="only questions of this type (repeatable; golden-format sets: single_fact, "
+        "procedural, multi_doc, prior_project, stale, restricted, superseded, unanswerable)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=None, help="default: data/bench/answers-<dataset>.json"
     )
     parser.add_argument(
@@ -499,7 +519,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def bench(args: argparse.Namespace, workdir: Path, out: Path) -> dict[str, Any]:
-    items = select_items(args.dataset, args.limit, args.unanswerable_limit)
+    items = select_items(args.dataset, args.limit, args.unanswerable_limit, args.types)
+    if not items:
+        sys.exit(f"--type {', '.join(args.types)}: no question of {args.dataset} has that type")
     settings, parts = prepare(args.dataset, workdir / args.dataset)
     result: dict[str, Any] = {
         "dataset": args.dataset,

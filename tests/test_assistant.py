@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -365,17 +366,13 @@ def test_a_citation_lists_every_page_its_sentences_came_from() -> None:
     from assistant.service import Answer
     from tests.test_citations import _hit
 
-    source = Source(
-        1,
-        (
-            _hit("plan", "Deductible is 500.", page=60),
-            _hit("plan", "Copay is 30.", page=62, index=3),
-        ),
-    )
+    deductible = _hit("plan", "Deductible is 500.", page=60)
+    copay = _hit("plan", "Copay is 30.", page=62, index=3)
+    source = Source(1, (deductible, copay))
     checked = CheckedAnswer(
         [
-            CheckedSentence("Deductible is 500.", [1], 0.9, [1], {1: 60}),
-            CheckedSentence("Copay is 30.", [1], 0.8, [1], {1: 62}),
+            CheckedSentence("Deductible is 500.", [1], 0.9, [1], {1: deductible}),
+            CheckedSentence("Copay is 30.", [1], 0.8, [1], {1: copay}),
         ],
         [],
         0,
@@ -385,6 +382,27 @@ def test_a_citation_lists_every_page_its_sentences_came_from() -> None:
     (citation,) = answer.citations
     assert citation.page == 60
     assert citation.pages == [60, 62]
+
+
+def test_a_citation_names_the_section_its_sentence_came_from() -> None:
+    from assistant.citations import CheckedAnswer, CheckedSentence
+    from assistant.service import Answer
+    from tests.test_citations import _hit
+
+    step = replace(_hit("playbook", "Go live.", page=4), section="Steps > Step 11")
+    after = replace(
+        _hit("playbook", "Sample 2% weekly.", page=5, index=8),
+        section="Quality assurance after go-live",
+    )
+    source = Source(1, (step,), chunks=(step, after))
+    checked = CheckedAnswer(
+        [CheckedSentence("Sample 2% weekly.", [1], 0.9, [1], {1: after})], [], 0
+    )
+    assistant = Assistant.__new__(Assistant)
+    answer = assistant._compose(Answer("q", "q", "", False, [], []), checked, [source], {})
+    (citation,) = answer.citations
+    assert (citation.section, citation.page) == ("Quality assurance after go-live", 5)
+    assert citation.link.endswith("#page=5")
 
 
 def test_the_prompt_opens_the_same_whatever_the_question() -> None:

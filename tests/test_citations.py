@@ -131,9 +131,36 @@ def test_correct_citations_are_kept_with_the_supporting_page(
         OPTIONS,
     )
     assert [s.sources for s in checked.sentences] == [[2], [2]]
-    assert [s.pages[2] for s in checked.sentences] == [3, 7]
+    assert [_page(s.chunks[2]) for s in checked.sentences] == [3, 7]
     assert checked.dropped == []
     assert checked.reattributed == 0
+
+
+def test_a_sentence_is_placed_in_the_chunk_it_comes_from_not_its_passages_best(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    """Context assembly joins neighbouring chunks into one passage labelled with its
+    best-ranked chunk; the checker names the chunk that holds the supporting sentence."""
+    step = replace(
+        _hit("playbook", "11. Go live: the ARB approves the launch.", page=4, index=7),
+        section="Steps > Step 11",
+    )
+    after = replace(
+        _hit("playbook", "After go-live, sample 2% of documents every week.", page=5, index=8),
+        section="Quality assurance after go-live",
+    )
+    passage = step.with_(context=f"{step.text}\n{after.text}")
+    source = Source(1, (passage,), chunks=(step, after))
+    checked = check_citations(
+        "Sample 2% of documents every week after go-live [1].", [source], embedder, OPTIONS
+    )
+    (sentence,) = checked.sentences
+    assert sentence.chunks[1] == after
+    alone = Source(1, (passage,))  # no chunks known: the passage itself
+    (sentence,) = check_citations(
+        "Sample 2% of documents every week after go-live [1].", [alone], embedder, OPTIONS
+    ).sentences
+    assert sentence.chunks[1] == passage
 
 
 def test_a_wrong_citation_moves_to_the_source_that_supports_it(
@@ -199,7 +226,7 @@ def test_a_paragraph_cited_once_at_its_end_cites_every_sentence(
         OPTIONS,
     )
     assert [(s.sources, s.claimed) for s in checked.sentences] == [([2], [2]), ([2], [2])]
-    assert [s.pages[2] for s in checked.sentences] == [3, 7]
+    assert [_page(s.chunks[2]) for s in checked.sentences] == [3, 7]
 
 
 def test_the_claimed_source_wins_over_an_equally_supporting_one(
@@ -316,3 +343,7 @@ def test_an_ellipsis_copied_from_an_excerpt_is_not_a_sentence() -> None:
         ("Tips:", [1]),
         ("- Ask first.", [2, 3]),
     ]
+
+
+def _page(chunk: Hit | None) -> int | None:
+    return chunk.page if chunk else None
