@@ -189,7 +189,10 @@ class ChatCompletion(BaseModel):
     choices: list[CompletionChoice]
     usage: Usage
     citations: list[Citation] = Field(description="The sources the [n] markers point to.")
-    warnings: list[str] = Field(description="One per cited document past its review date.")
+    warnings: list[str] = Field(
+        description="One per cited document past its review date, and one per pair of current "
+        "sources that state different values for what the answer says."
+    )
     refused: bool = Field(description="true: the knowledge base has no answer to this.")
     answer_id: str = Field(description="The id to give feedback on this answer with.")
 

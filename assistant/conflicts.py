@@ -32,7 +32,6 @@ projects, vendors or model versions); 0.65 loses the retention conflict.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -41,17 +40,16 @@ import numpy as np
 from assistant.kb_health import utc_today
 from assistant.querylog import QueryLog
 from assistant.review import RECENT_DAYS, readable
-from assistant.values import Kind, Value, extract, masked
+from assistant.values import Value, details, differing, extract, masked, same_detail
 from index.embedding import Embedder
 from index.filters import Principal
 from index.records import DocumentRecord, Status
-from index.sentences import split_sentences, strip_list_marker
+from index.sentences import split_sentences
 from index.store import ChromaStore
 
 SIMILARITY = 0.60  # see the module docstring for the measurement that chose it
 DEFAULT_DAYS = RECENT_DAYS  # "still cited": answers of the last quarter, as the review queue
 _INACTIVE = {Status.SUPERSEDED, Status.RETIRED}
-_NAME = re.compile(r"[A-Za-z0-9][\w-]*")
 
 
 @dataclass(frozen=True)
@@ -102,15 +100,7 @@ class Statement:
 
     def names(self) -> set[str]:
         """Names and numbers of the sentence besides its values: what it is about."""
-        text = masked(self.sentence, self.values)
-        found: set[str] = set()
-        for cell in text.split("|"):
-            words = _NAME.findall(strip_list_marker(cell.strip()))
-            for i, word in enumerate(words):
-                named = word[0].isupper() or any(c.isdigit() for c in word)
-                if named and (i > 0 or word.isupper() or any(c.isdigit() for c in word)):
-                    found.add(word.lower())
-        return found
+        return details(self.sentence, self.values)
 
 
 def successors(records: Iterable[DocumentRecord]) -> dict[str, list[DocumentRecord]]:
@@ -171,22 +161,6 @@ def statements(records: list[DocumentRecord], store: ChromaStore) -> list[Statem
     return found
 
 
-def _differ(a: list[Value], b: list[Value]) -> bool:
-    """Whether some dimension (dates aside) both state has no value in common."""
-    left: dict[tuple[Kind, str], set[float | str]] = {}
-    right: dict[tuple[Kind, str], set[float | str]] = {}
-    for values, into in ((a, left), (b, right)):
-        for v in values:
-            if v.kind is not Kind.DATE:
-                into.setdefault(v.dimension, set()).add(v.amount)
-    return any(not (left[d] & right[d]) for d in left.keys() & right.keys())
-
-
-def _same_detail(a: set[str], b: set[str]) -> bool:
-    small, large = sorted((a, b), key=len)
-    return bool(small) and small <= large
-
-
 def find_conflicts(
     found: list[Statement],
     embedder: Embedder,
@@ -206,7 +180,7 @@ def find_conflicts(
         a, b = found[int(i)], found[int(j)]
         if a.doc_id == b.doc_id or frozenset((a.doc_id, b.doc_id)) in related:
             continue
-        if _same_detail(names[int(i)], names[int(j)]) and _differ(a.values, b.values):
+        if same_detail(names[int(i)], names[int(j)]) and differing(a.values, b.values):
             pairs.append((float(scores[i, j]), a, b))
     return sorted(pairs, key=lambda p: (-p[0], p[1].doc_id, p[2].doc_id))
 

@@ -19,6 +19,7 @@ from assistant import followup
 from assistant.answerability import AnswerJudge
 from assistant.citations import CheckedAnswer, CheckOptions, check_citations, split_cited
 from assistant.context import ContextOptions, assemble
+from assistant.disagreements import Disagreement, DisagreementOptions, disagreements
 from assistant.generators import Generator
 from assistant.prompt import REFUSAL_SENTENCE, Turn
 from assistant.question import canonical, phrased
@@ -73,6 +74,9 @@ class AssistantOptions:
     topic_documents: int = 2
     check: CheckOptions = field(default_factory=CheckOptions)
     context: ContextOptions = field(default_factory=ContextOptions)
+    # Current sources that state different values for what the answer says are named in a
+    # note and a warning (assistant/disagreements.py); None: not looked for.
+    disagreements: DisagreementOptions | None = field(default_factory=DisagreementOptions)
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,8 @@ class Answer:
     # its threshold (the query log keeps it, and the gap report reads weak answers from it).
     relevance: float | None = None
     answer_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # for feedback
+    # Current sources that disagree on what the answer states (assistant/disagreements.py).
+    disagreements: list[Disagreement] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -241,7 +247,7 @@ class Assistant:
                 return
             timings["first_token"] = timings["total"]
             yield from (Token(part) for part in parts)
-        yield Final(self._compose(base, checked, sources, timings))
+        yield Final(self._compose(base, checked, sources, timings, standalone))
 
     def prepare(
         self,
@@ -362,7 +368,12 @@ class Assistant:
         return rewrite
 
     def _compose(
-        self, base: Answer, checked: CheckedAnswer, sources: list[Source], timings: dict[str, float]
+        self,
+        base: Answer,
+        checked: CheckedAnswer,
+        sources: list[Source],
+        timings: dict[str, float],
+        question: str = "",
     ) -> Answer:
         by_n = {s.n: s for s in sources}
         lines: list[str] = []
@@ -397,16 +408,27 @@ class Assistant:
             for c in citations
             if c.stale
         ]
-        answer = "\n".join(lines)
-        if warnings:
+        found = self._disagreements(question, checked, sources)
+        warnings += [_disagreement_warning(d, by_n) for d in found]
+        answer = "\n".join(lines + [d.note() for d in found])
+        if any(c.stale for c in citations):
             stale = ", ".join(f"[{c.n}]" for c in citations if c.stale)
             answer += f"\n\nWarning: {stale} past review date; the content may be out of date."
         base.answer = answer
         base.citations = citations
         base.warnings = warnings
         base.unsupported = [s.text for s in checked.dropped]
+        base.disagreements = found
         base.timings_ms = timings
         return base
+
+    def _disagreements(
+        self, question: str, checked: CheckedAnswer, sources: list[Source]
+    ) -> list[Disagreement]:
+        if not question or self.options.disagreements is None:
+            return []
+        said = [s.text for s in checked.sentences if s.sources]
+        return disagreements(question, said, sources, self._embedder, self.options.disagreements)
 
     def _refuse(
         self,
@@ -463,6 +485,15 @@ def _citation(source: Source, support: float, chunk: Hit | None, pages: set[int]
         review_date=hit.review_date,
         link=source_link(hit),
         pages=sorted(pages),
+    )
+
+
+def _disagreement_warning(found: Disagreement, by_n: dict[int, Source]) -> str:
+    first, second = by_n[found.first].best, by_n[found.second].best
+    return (
+        f'[{found.first}] "{first.title}" says {found.first_value} and [{found.second}] '
+        f'"{second.title}" says {found.second_value} about this; ask their owners '
+        f"({first.owner}; {second.owner}) which is right."
     )
 
 

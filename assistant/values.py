@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
+from index.sentences import strip_list_marker
+
 
 class Kind(StrEnum):
     RATIO = "ratio"  # 90%, 0.90
@@ -227,3 +229,42 @@ def masked(sentence: str, values: list[Value]) -> str:
         at = value.end
     out.append(sentence[at:])
     return _ANY_NUMBER.sub("<n>", "".join(out))
+
+
+_NAME = re.compile(r"[A-Za-z0-9][\w-]*")
+
+
+def details(sentence: str, values: list[Value]) -> set[str]:
+    """The names and numbers of a sentence besides its values (capitalised words inside it,
+    acronyms, ids such as "AI-01"), lowercased: what its values are about."""
+    found: set[str] = set()
+    for cell in masked(sentence, values).split("|"):
+        words = _NAME.findall(strip_list_marker(cell.strip()))
+        for i, word in enumerate(words):
+            named = word[0].isupper() or any(c.isdigit() for c in word)
+            if named and (i > 0 or word.isupper() or any(c.isdigit() for c in word)):
+                found.add(word.lower())
+    return found
+
+
+def same_detail(a: set[str], b: set[str]) -> bool:
+    """Whether two sentences' details (`details`) name one thing: every name of the sentence
+    with fewer is in the other, and there is at least one."""
+    small, large = sorted((a, b), key=len)
+    return bool(small) and small <= large
+
+
+def differing(a: list[Value], b: list[Value]) -> list[tuple[Value, Value]]:
+    """For each dimension (dates aside) both lists state with no value in common, its first
+    value in each: how two statements of one detail disagree. Empty when they agree."""
+    left: dict[tuple[Kind, str], list[Value]] = {}
+    right: dict[tuple[Kind, str], list[Value]] = {}
+    for values, into in ((a, left), (b, right)):
+        for v in values:
+            if v.kind is not Kind.DATE:
+                into.setdefault(v.dimension, []).append(v)
+    return [
+        (left[d][0], right[d][0])
+        for d in left  # in the order the first list states them
+        if d in right and not {v.amount for v in left[d]} & {v.amount for v in right[d]}
+    ]
