@@ -398,9 +398,15 @@ class Assistant:
                     where[n] = (sentence.support, chunk)
                 if chunk is not None and chunk.page is not None:
                     pages.setdefault(n, set()).add(chunk.page)
+        found = self._disagreements(question, checked, sources)
+        # A source the note names is cited too (its support is not measured: 0), so that
+        # every [n] of the answer has its citation.
+        named = [n for d in found for n in (d.first, d.second) if n not in support]
         citations = [
-            _citation(by_n[n], support[n], where.get(n, (0.0, None))[1], pages.get(n, set()))
-            for n in checked.cited()
+            _citation(
+                by_n[n], support.get(n, 0.0), where.get(n, (0.0, None))[1], pages.get(n, set())
+            )
+            for n in [*checked.cited(), *dict.fromkeys(named)]
         ]
         warnings = [
             f'[{c.n}] "{c.title}" is past its review date ({c.review_date}); '
@@ -408,7 +414,6 @@ class Assistant:
             for c in citations
             if c.stale
         ]
-        found = self._disagreements(question, checked, sources)
         warnings += [_disagreement_warning(d, by_n) for d in found]
         answer = "\n".join(lines + [d.note() for d in found])
         if any(c.stale for c in citations):

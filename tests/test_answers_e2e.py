@@ -125,6 +125,25 @@ def test_a_superseded_value_is_not_given_as_current(assistant: Assistant) -> Non
     assert "doc-processing-playbook-v1" not in _cited(answer)
 
 
+def test_two_current_sources_that_disagree_are_both_named(base: Base) -> None:
+    """The CoE FAQ's 5 working days for triage against the finance FAQ's 10: the answer ends
+    with a note giving both values, and a warning names both documents (the extractive
+    composer, whose answer is the same on every run)."""
+    answer = _built(base, "extractive").ask(
+        "The CoE FAQ says my AI-01 gets triaged in 5 working days but a colleague says 10. "
+        "Which is it?",
+        principal=EMPLOYEE,
+    )
+    assert not answer.refused, answer
+    (found,) = answer.disagreements
+    assert {found.first_value, found.second_value} == {"5 working days", "10 working days"}
+    assert answer.answer.splitlines()[-1].startswith(f"Note: [{found.first}] and ")
+    titles = {c.n: c.title for c in answer.citations}  # both are cited, though one was not
+    (warning,) = [w for w in answer.warnings if "which is right" in w]  # before the note
+    assert f'"{titles[found.first]}"' in warning
+    assert f'"{titles[found.second]}"' in warning
+
+
 def test_a_follow_up_is_answered_from_the_documents_it_goes_on_from(assistant: Assistant) -> None:
     first = "How do we deploy document processing?"
     said = assistant.ask(first, principal=EMPLOYEE)
