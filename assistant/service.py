@@ -399,12 +399,13 @@ class Assistant:
                 if chunk is not None and chunk.page is not None:
                     pages.setdefault(n, set()).add(chunk.page)
         found = self._disagreements(question, checked, sources)
-        # A source the note names is cited too (its support is not measured: 0), so that
-        # every [n] of the answer has its citation.
+        # A source the note names is cited too, so that every [n] of the answer has its
+        # citation; the note quotes the value from its sentence as written, so it supports the
+        # note fully.
         named = [n for d in found for n in (d.first, d.second) if n not in support]
         citations = [
             _citation(
-                by_n[n], support.get(n, 0.0), where.get(n, (0.0, None))[1], pages.get(n, set())
+                by_n[n], support.get(n, 1.0), where.get(n, (0.0, None))[1], pages.get(n, set())
             )
             for n in [*checked.cited(), *dict.fromkeys(named)]
         ]

@@ -75,7 +75,7 @@ def test_an_answer_ends_with_the_note_and_warns_with_both_titles_and_owners(
         "this; ask their owners (Ana; Ben) which is right."
     ]
     assert [type(d) for d in answer.disagreements] == [Disagreement]
-    assert [(c.n, c.support) for c in answer.citations] == [(1, 0.9), (2, 0.0)]  # named: cited
+    assert [(c.n, c.support) for c in answer.citations] == [(1, 0.9), (2, 1.0)]  # named: cited
     assistant.options = AssistantOptions(disagreements=None)
     quiet = assistant._compose(
         Answer(QUESTION, QUESTION, "", False, [], []), checked, sources, {}, QUESTION

@@ -40,6 +40,7 @@ const NEW_TAB = { target: "_blank", rel: "noopener" };
 function lineWithMarkers(line, citations, sourceId) {
   const p = el("p");
   if (/^Warning:/.test(line)) p.className = "answer-warning";
+  else if (/^Note: \[\d+\] and \[\d+\] disagree/.test(line)) p.className = "answer-note";
   let last = 0;
   for (const match of line.matchAll(MARKER)) {
     const n = Number(match[1]);
