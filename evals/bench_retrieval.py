@@ -17,7 +17,9 @@
    period and figures; each question (naming the organisation and period) retrieved top-10 as
    an administrator in each mode. Document-level hit@5 (any expected document among the
    documents of the top-5 hits) and all@5 (every expected document among them), beside the
-   plain LlamaIndex baseline on the same PDFs.
+   plain LlamaIndex baseline on the same PDFs. The filings set (evals/datasets/lookalike-filings)
+   is the same reports and questions as regulatory filings: legal cover text, shared "Item"
+   headings and file names that are accession numbers, so only the text tells them apart.
 4. A synthetic store of 100,000 chunks (random unit vectors, Zipf-distributed pseudo-words,
    metadata built by the product's own record functions): write time, keyword index build time
    and memory, and hybrid query latency with no filter, a department filter, and a one-group
@@ -99,7 +101,11 @@ from ingest.sync import Ingester, IngestReport
 
 CORPUS = REPO / "corpus"
 LOOKALIKE = REPO / "evals" / "datasets" / "lookalike"
-SECTIONS = ("contoso", "golden", "lookalike", "synthetic")
+FILINGS = REPO / "evals" / "datasets" / "lookalike-filings"
+# The document-level sets: the same reports as plain reports and as filings
+# (scripts/build_lookalike.py).
+DOCUMENT_SETS = {"lookalike": LOOKALIKE, "filings": FILINGS}
+SECTIONS = ("contoso", "golden", "lookalike", "filings", "synthetic")
 DEFAULT_OUT = REPO / "data" / "bench" / "retrieval.json"
 GOLDEN_TODAY = "2026-11-28"  # the golden set's stale labels hold as of this day
 K = 10
@@ -624,11 +630,11 @@ def document_hits(
 
 
 def run_lookalike(
-    ingested: Ingested, embedder: Embedder, loads: dict[str, float]
+    name: str, ingested: Ingested, embedder: Embedder, loads: dict[str, float]
 ) -> dict[str, Any]:
-    questions = load_lookalike()
+    questions = load_lookalike(DOCUMENT_SETS[name])
     retrievers = product_retrievers(ingested.settings, ingested.store, embedder, ingested.variant)
-    phase("lookalike: retrieval, the three modes interleaved", loads)
+    phase(f"{name}: retrieval, the three modes interleaved", loads)
     runs = retrievers.retrieve_all([(q.question, ADMIN) for q in questions])
     modes = {}
     for mode in MODES:
@@ -648,10 +654,10 @@ def run_lookalike(
     }
 
 
-def run_llama_lookalike(baseline: LlamaBaseline) -> dict[str, Any]:
+def run_llama_lookalike(name: str, baseline: LlamaBaseline) -> dict[str, Any]:
     retriever = baseline.index.as_retriever(similarity_top_k=K)
     retriever.retrieve("warm up the model")
-    questions = load_lookalike()
+    questions = load_lookalike(DOCUMENT_SETS[name])
     found: list[list[str]] = []
     seconds: list[float] = []
     for q in questions:
@@ -842,10 +848,10 @@ def golden_lines(golden: dict[str, Any]) -> list[str]:
 LOOKALIKE_COLUMNS = ("doc_hit@5", "doc_all@5", "several_all@5")
 
 
-def lookalike_lines(lookalike: dict[str, Any], llama: dict[str, Any]) -> list[str]:
+def lookalike_lines(name: str, lookalike: dict[str, Any], llama: dict[str, Any]) -> list[str]:
     on = [k.split("_")[0] for k, v in lookalike["context_line"].items() if v]
     context = "+".join(on) or "off"
-    title = f"lookalike ({lookalike['questions']} q, context {context})"
+    title = f"{name} ({lookalike['questions']} q, context {context})"
     columns = [Column(title, 34, "<"), *(Column(c, 15) for c in LOOKALIKE_COLUMNS)]
     columns.append(Column("p50 ms", 9))
     rows = [
@@ -914,11 +920,10 @@ def print_report(result: dict[str, Any]) -> None:
         lines += ["", *golden_lines(result["golden"])]
         lines += refusal_lines("golden", result["golden"]["refusal_material"])
         lines += stage_lines("golden", result["golden"]["modes"])
-    if result.get("lookalike"):
-        lines += [
-            "",
-            *lookalike_lines(result["lookalike"], result.get("llamaindex_lookalike") or {}),
-        ]
+    for name in DOCUMENT_SETS:
+        if result.get(name):
+            llama_set = result.get(f"llamaindex_{name}") or {}
+            lines += ["", *lookalike_lines(name, result[name], llama_set)]
     if result.get("synthetic"):
         lines += ["", *synthetic_lines(result["synthetic"])]
     drops = {
@@ -988,7 +993,8 @@ def bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("kb.index").addHandler(ACL_DROPS)
     sections = selected(args)
     variant = Variant.named(args.chunk_context)
-    folders = {"contoso": CONTOSO / "docs", "golden": CORPUS, "lookalike": LOOKALIKE / "docs"}
+    folders = {"contoso": CONTOSO / "docs", "golden": CORPUS}
+    folders |= {name: folder / "docs" for name, folder in DOCUMENT_SETS.items()}
     wanted = [name for name in folders if name in sections]
     copied, root_notes = prepare_roots([folders[name] for name in wanted], workdir)
     if len(copied) != len(wanted):
@@ -1004,7 +1010,7 @@ def bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         ingested[name] = ingest(settings_for(workdir / name), ingest_embedder, root, variant)
     baselines: dict[str, LlamaBaseline] = {}
     model_path = settings.embedding_model_path or packaged_model_path()
-    for name in ("contoso", "lookalike"):
+    for name in ("contoso", *DOCUMENT_SETS):
         if name in copies and not args.skip_llamaindex:
             phase(f"{name}: plain llamaindex, build", loads)
             baselines[name] = build_llama_baseline(
@@ -1022,11 +1028,12 @@ def bench(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
         result["llamaindex"] = run_llama_contoso(baselines["contoso"])
     if "golden" in ingested:
         result["golden"] = run_golden(ingested["golden"], embedder, loads)
-    if "lookalike" in ingested:
-        result["lookalike"] = run_lookalike(ingested["lookalike"], embedder, loads)
-    if "lookalike" in baselines:
-        phase("lookalike: plain llamaindex, queries", loads)
-        result["llamaindex_lookalike"] = run_llama_lookalike(baselines["lookalike"])
+    for name in DOCUMENT_SETS:
+        if name in ingested:
+            result[name] = run_lookalike(name, ingested[name], embedder, loads)
+        if name in baselines:
+            phase(f"{name}: plain llamaindex, queries", loads)
+            result[f"llamaindex_{name}"] = run_llama_lookalike(name, baselines[name])
     if "synthetic" in sections:
         result["synthetic"] = run_synthetic(workdir, embedder, args.synthetic_chunks, loads)
     result["load_1min_at_phase_start"] = loads

@@ -1,6 +1,6 @@
-"""Build the look-alike retrieval set: quarterly reports that differ only in who and when.
+"""Build the look-alike retrieval sets: quarterly reports that differ only in who and when.
 
-`python scripts/build_lookalike.py [--out evals/datasets/lookalike]`
+`python scripts/build_lookalike.py [--style report|filing] [--out FOLDER]`
 
 Four fictional organisations x three quarters = 12 PDFs of two or three pages. Every report
 has the same cover page ("QUARTERLY REPORT", the same legal boilerplate, "Table of contents")
@@ -8,6 +8,13 @@ and the same section headings; only the organisation, the period and the figures
 both the organisation and the period are named in the body text, as in real filings. Beside
 the PDFs, `questions.jsonl` holds questions that name the organisation and the period, with
 the expected document ids (the file stems); a few compare two quarters or two organisations.
+
+`--style filing` (into `evals/datasets/lookalike-filings`) renders the same reports, figures
+and questions as regulatory filings: a cover page of legal text where the organisation is one
+line among many, followed by "(Exact name of registrant as specified in its charter)" and
+the period in a plain "For the quarterly period ended ..." line; the same "PART I" / "Item 2."
+headings in every filing; and file names that say nothing (accession numbers, as filings are
+downloaded). Only the text tells one filing from another.
 
 The output is deterministic: figures come from a seeded generator per report, and the PDF
 creation date is fixed, so re-running the script rewrites the same bytes.
@@ -27,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "evals" / "datasets" / "lookalike"
+FILINGS_OUT = REPO / "evals" / "datasets" / "lookalike-filings"
 CREATED = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)  # fixed, so the bytes do not change
 
 COVER_BOILERPLATE = (
@@ -143,6 +151,14 @@ class Report:
     def doc_id(self) -> str:
         return f"{self.org.slug}-{self.quarter.slug}"
 
+    @property
+    def accession(self) -> str:
+        """The filing's file stem: a registrant number, the year and a sequence number, as
+        regulators number filings (nothing in it names the organisation or the quarter)."""
+        registrant = 1_400_000 + 7_919 * (ORGS.index(self.org) + 3)
+        sequence = 100 + 37 * QUARTERS.index(self.quarter) + ORGS.index(self.org)
+        return f"{registrant:010d}-{self.quarter.year % 100}-{sequence:06d}"
+
 
 def seeded(org: Org, quarter: Quarter) -> random.Random:
     digest = hashlib.sha256(f"{org.slug}/{quarter.slug}".encode()).digest()
@@ -246,6 +262,92 @@ def render(report: Report) -> bytes:
     return bytes(pdf.output())
 
 
+FILING_ITEMS = (  # the filing's own headings, the same in every filing
+    ("PART I. FINANCIAL INFORMATION", ()),
+    (
+        "Item 2. Management's Discussion and Analysis of Financial Condition and Results of "
+        "Operations",
+        ("Results of operations", "Segment information", "Liquidity and capital resources"),
+    ),
+    ("Item 4. Controls and Procedures", ("Controls and procedures",)),
+    ("PART II. OTHER INFORMATION", ()),
+    ("Item 1A. Risk Factors", ("Risk factors",)),
+)
+FILING_CHECKS = (
+    "Indicate by check mark whether the registrant (1) has filed all reports required to be "
+    "filed by Section 13 or 15(d) of the Securities Exchange Act of 1934 during the preceding "
+    "12 months, and (2) has been subject to such filing requirements for the past 90 days. "
+    "Yes [X] No [ ]",
+    "Indicate by check mark whether the registrant is a large accelerated filer, an "
+    "accelerated filer, a non-accelerated filer, a smaller reporting company, or an emerging "
+    "growth company. Large accelerated filer [X] Accelerated filer [ ] Non-accelerated filer "
+    "[ ] Smaller reporting company [ ] Emerging growth company [ ]",
+)
+
+
+def render_filing(report: Report) -> bytes:
+    """The report as a regulatory filing: legal cover text, the organisation as one line of
+    it, shared item headings (module docstring)."""
+    from fpdf import FPDF
+
+    org, q = report.org, report.quarter
+    pdf = FPDF(format="letter")
+    pdf.set_creation_date(CREATED)
+    pdf.set_auto_page_break(auto=True, margin=20)
+    pdf.add_page()
+
+    def line(text: str, size: float = 10, style: str = "", height: float = 6) -> None:
+        pdf.set_font("Helvetica", style, size)
+        pdf.multi_cell(0, height, text, new_x="LMARGIN", new_y="NEXT", align="C")
+
+    line("UNITED STATES", 14, "B", 7)
+    line("SECURITIES AND EXCHANGE COMMISSION", 14, "B", 7)
+    line("Washington, D.C. 20549")
+    pdf.ln(3)
+    line("FORM 10-Q", 16, "B", 9)
+    pdf.ln(2)
+    line("(Mark One)", 9)
+    line(
+        "[X] QUARTERLY REPORT PURSUANT TO SECTION 13 OR 15(d) OF THE SECURITIES EXCHANGE ACT "
+        "OF 1934"
+    )
+    line(f"For the quarterly period ended {q.ended}")
+    line("or", 9)
+    line(
+        "[ ] TRANSITION REPORT PURSUANT TO SECTION 13 OR 15(d) OF THE SECURITIES EXCHANGE ACT "
+        "OF 1934"
+    )
+    line("For the transition period from ____ to ____")
+    line(f"Commission File Number: 001-{report.accession[4:9]}")
+    pdf.ln(3)
+    line(org.name, 12)
+    line("(Exact name of registrant as specified in its charter)", 8)
+    pdf.ln(2)
+    line("Delaware        (State or other jurisdiction of incorporation or organization)", 8)
+    pdf.ln(3)
+    pdf.set_font("Helvetica", "", 9)
+    for text in FILING_CHECKS:
+        pdf.multi_cell(0, 5, text, new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(2)
+    pdf.add_page()
+    line("TABLE OF CONTENTS", 12, "B", 8)
+    pdf.set_font("Helvetica", "", 10)
+    for heading, _ in FILING_ITEMS:
+        pdf.multi_cell(0, 6, heading, new_x="LMARGIN", new_y="NEXT")
+    texts = section_texts(report)
+    for heading, sections in FILING_ITEMS:
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.multi_cell(0, 8, heading, new_x="LMARGIN", new_y="NEXT")
+        for section in sections:
+            pdf.set_font("Helvetica", "B", 11)
+            pdf.cell(0, 8, section, new_x="LMARGIN", new_y="NEXT")
+            pdf.set_font("Helvetica", "", 10)
+            for paragraph in texts[section]:
+                pdf.multi_cell(0, 5, paragraph, new_x="LMARGIN", new_y="NEXT")
+                pdf.ln(2)
+    return bytes(pdf.output())
+
+
 # -- questions --------------------------------------------------------------------------------
 
 
@@ -289,17 +391,22 @@ def questions(all_reports: Sequence[Report]) -> list[dict[str, object]]:
     return [{"id": f"l-{i:03d}", **row} for i, row in enumerate(rows, start=1)]
 
 
-def build(out: Path) -> list[Path]:
-    """Write docs/*.pdf and questions.jsonl under `out`; the files written."""
+def build(out: Path, style: str = "report") -> list[Path]:
+    """Write docs/*.pdf and questions.jsonl under `out` in `style` ("report" or "filing");
+    the files written."""
     docs = out / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     all_reports = reports()
     written = []
+    ids = {r.doc_id: (r.accession if style == "filing" else r.doc_id) for r in all_reports}
     for report in all_reports:
-        path = docs / f"{report.doc_id}.pdf"
-        path.write_bytes(render(report))
+        path = docs / f"{ids[report.doc_id]}.pdf"
+        path.write_bytes(render_filing(report) if style == "filing" else render(report))
         written.append(path)
-    lines = [json.dumps(row) for row in questions(all_reports)]
+    rows = questions(all_reports)
+    for row in rows:
+        row["expected_docs"] = [ids[doc] for doc in row["expected_docs"]]  # type: ignore[attr-defined]
+    lines = [json.dumps(row) for row in rows]
     target = out / "questions.jsonl"
     target.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [*written, target]
@@ -307,9 +414,11 @@ def build(out: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="dataset folder")
+    parser.add_argument("--style", choices=("report", "filing"), default="report")
+    parser.add_argument("--out", type=Path, help="dataset folder (default: by style)")
     args = parser.parse_args(argv)
-    for path in build(args.out):
+    out = args.out or (FILINGS_OUT if args.style == "filing" else DEFAULT_OUT)
+    for path in build(out, args.style):
         print(path)
     return 0
 

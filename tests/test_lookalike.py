@@ -13,6 +13,7 @@ from pypdf import PdfReader
 
 REPO = Path(__file__).resolve().parents[1]
 DATASET = REPO / "evals" / "datasets" / "lookalike"
+FILINGS = REPO / "evals" / "datasets" / "lookalike-filings"
 
 
 def generator() -> ModuleType:
@@ -38,6 +39,30 @@ def test_the_build_is_deterministic_and_matches_the_committed_set(tmp_path: Path
     assert first == second
     committed = {rel: (DATASET / rel).read_bytes() for rel in first}
     assert committed == first, "run scripts/build_lookalike.py and commit its output"
+
+
+def test_the_filings_are_the_same_reports_and_questions_under_accession_numbers(
+    tmp_path: Path,
+) -> None:
+    module = generator()
+    written = module.build(tmp_path, "filing")
+    assert {p.relative_to(tmp_path): p.read_bytes() for p in written} == {
+        p.relative_to(tmp_path): (FILINGS / p.relative_to(tmp_path)).read_bytes() for p in written
+    }, "run scripts/build_lookalike.py --style filing and commit its output"
+    ids = {r.doc_id: r.accession for r in module.reports()}
+    assert len(set(ids.values())) == 12
+    plain = [json.loads(line) for line in (DATASET / "questions.jsonl").read_text().splitlines()]
+    filed = [json.loads(line) for line in (FILINGS / "questions.jsonl").read_text().splitlines()]
+    assert [q["question"] for q in filed] == [q["question"] for q in plain]
+    assert [q["expected_docs"] for q in filed] == [
+        [ids[d] for d in q["expected_docs"]] for q in plain
+    ]
+    for report in module.reports():
+        cover = PdfReader(FILINGS / "docs" / f"{report.accession}.pdf").pages[0].extract_text()
+        assert "FORM 10-Q" in cover
+        assert report.org.name in cover
+        assert f"For the quarterly period ended {report.quarter.ended}" in cover
+        assert report.org.slug not in report.accession
 
 
 def test_each_report_names_its_organisation_and_period_and_shares_the_cover() -> None:
