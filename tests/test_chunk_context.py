@@ -80,7 +80,9 @@ def test_keyword_search_sees_the_context_line_only_when_on(
     with_context = KeywordIndex(store, None, Tokenizer(), context_line=True)
     found = with_context.search("zanzibar", 5, None)
     assert [md["doc_id"] for _, _, md in found] == ["travel"]
-    assert KeywordIndex(store, None, Tokenizer()).search("zanzibar", 5, None) == []
+    without = KeywordIndex(store, None, Tokenizer(), context_line=False)
+    assert without.search("zanzibar", 5, None) == []
+    assert KeywordIndex(store, None, Tokenizer()).search("zanzibar", 5, None)  # on by default
 
 
 def test_a_saved_keyword_index_is_rebuilt_when_the_context_setting_changes(
@@ -91,7 +93,8 @@ def test_a_saved_keyword_index_is_rebuilt_when_the_context_setting_changes(
     folder = tmp_path / "bm25"
     with_context = KeywordIndex(store, folder, Tokenizer(), context_line=True)
     assert with_context.search("zanzibar", 5, None)
-    assert KeywordIndex(store, folder, Tokenizer()).search("zanzibar", 5, None) == []
+    without = KeywordIndex(store, folder, Tokenizer(), context_line=False)
+    assert without.search("zanzibar", 5, None) == []
 
 
 def test_the_chunk_budget_counts_the_context_line() -> None:
