@@ -74,8 +74,9 @@ def assemble(
         for doc in list(spans)[:2]:  # steps near a ranked chunk, though none of them ranked
             near = _procedures_near(documents[doc], windows, options)
             spans[doc].extend(span for span in near if span not in spans[doc])
+    best = spans[next(iter(spans))][0]  # the best-ranked chunk's own section
     steps = _procedure_first(spans) if procedure else None
-    chosen = _share_budget(spans, options.words, steps)
+    chosen = _share_budget(spans, options.words, [best, steps] if steps else [best])
     sources: list[Source] = []
     for doc, group in documents.items():
         if chosen[doc]:
@@ -220,11 +221,14 @@ def _text(run: list[Hit]) -> str:
 
 
 def _share_budget(
-    spans: dict[str, list[list[Hit]]], words: int, procedure: list[Hit] | None = None
+    spans: dict[str, list[list[Hit]]], words: int, always: Sequence[list[Hit]]
 ) -> dict[str, list[Hit]]:
     """Documents take turns, best first: each one's best span, then each one's next. A span
-    that does not fit what is left is skipped; the first document's first span always comes,
-    and so does the `procedure` (all its steps, even past the budget)."""
+    that does not fit what is left is skipped, except the spans `always` comes: the best-ranked
+    chunk's section and a procedure's steps, even past the budget. (When the procedure moved
+    to the front of its document's spans and the budget was shared after it, "how do we label
+    data?" read the data playbook's checklist and a later step, not the "Step 8: label" that
+    ranked first, and was answered from a marketing FAQ about AI labels.)"""
     chosen: dict[str, dict[str, Hit]] = {doc: {} for doc in spans}
     spent = 0
     rounds = max(len(s) for s in spans.values())
@@ -234,7 +238,8 @@ def _share_budget(
                 continue
             new = [h for h in options[turn] if h.chunk_id not in chosen[doc]]
             cost = _words(join_chunks([h.text for h in new]))
-            if new and (spent + cost <= words or spent == 0 or options[turn] is procedure):
+            forced = any(options[turn] is span for span in always)
+            if new and (spent + cost <= words or forced):
                 chosen[doc].update((h.chunk_id, h) for h in new)
                 spent += cost
     return {doc: list(hits.values()) for doc, hits in chosen.items()}

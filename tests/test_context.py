@@ -87,14 +87,41 @@ def test_without_whole_steps_a_fact_in_one_step_brings_the_step() -> None:
         assert "Step 4" in steps[0].text
 
 
-def test_a_procedure_question_reads_the_procedure_first() -> None:
+def test_a_procedure_question_reads_the_whole_procedure_beside_the_best_ranked_section() -> None:
     hits = _ranked(BOOK[0], BOOK[1], BOOK[3])
     plain = assemble(hits, _surroundings, ContextOptions(words=40))
     steps = assemble(hits, _surroundings, ContextOptions(words=40), procedure=True)
     assert "Step 4" not in plain[0].text  # the budget goes to the best-ranked sections
-    assert steps[0].hits[0].context is not None
-    assert steps[0].hits[0].context.startswith("Steps\nStep 1")
+    assert "Step 1: define the fields" in steps[0].text
     assert "Step 4: shadow mode" in steps[0].text
+    assert "replaces version 1" in steps[0].text  # the best-ranked chunk is never dropped
+
+
+GUIDE = _chunks(
+    "guide",
+    [
+        ("", "How we prepare data for a model."),
+        ("Step-by-step > Step 1: inventory", "Step 1: inventory\nList every source and owner."),
+        ("Step-by-step > Step 2: label", "Step 2: label\nWrite a labelling guide with examples."),
+        ("Step-by-step > Step 3: split", "Step 3: split\nKeep a golden set of 200 items apart."),
+        ("Checklist", "Checklist\n- [ ] Inventory\n- [ ] Labels\n- [ ] Golden set\n- [ ] Card"),
+    ],
+)
+
+
+def test_the_best_ranked_step_comes_though_another_procedure_has_more_items() -> None:
+    """"We need people to label data, what's the process?" ranked the data playbook's
+    "Step 8: label" first; its checklist (more list items) came as the procedure and the
+    label step was dropped for the budget, so the answer quoted a marketing FAQ on labels."""
+    by_id = {h.chunk_id: h for h in GUIDE}
+
+    def surroundings(hits: Sequence[Hit]) -> dict[str, list[Hit]]:
+        return {h.chunk_id: list(by_id.values()) for h in hits}
+
+    options = ContextOptions(words=12, section_words=12, procedure_words=20)
+    sources = assemble(_ranked(GUIDE[2]), surroundings, options, procedure=True)
+    assert "labelling guide" in sources[0].text
+    assert "- [ ] Golden set" in sources[0].text  # the procedure comes too
 
 
 def test_a_section_over_budget_narrows_to_the_chunk_and_its_neighbours() -> None:
