@@ -32,15 +32,23 @@ _PROJECTS = re.compile(
     r"\bwhat (?:did|have) (?:we|they|other)\b.*\blearn",
     re.I,
 )
+# "Different" compares only when things are said to differ ("how is A different from B",
+# "I've seen different numbers"), not as an adjective ("move to a different model family")
+# nor in "how much can a price differ from the PO price?".
 _COMPARISON = re.compile(
-    r"\b(?:compare[sd]?|comparison|versus|vs\.?|difference|differ(?:s|ent)?|disagree|"
-    r"conflict|contradict|what changed|changes? (?:from|between|since|in)|better than|"
-    r"which (?:one|is (?:right|correct|better))|i'?ve seen both|both|each)\b",
+    r"\b(?:compare[sd]?|comparison|versus|vs\.?|differences?|disagree|conflict|contradict|"
+    r"what changed|changes? (?:from|between|since|in)|better than|"
+    r"which (?:one|is (?:right|correct|better))|i'?ve seen both|both|each|"
+    r"different (?:numbers|answers|figures|values|amounts|dates|versions|rules)|"
+    r"how (?:do|does|is|are)\b.*\bdiffer(?:s|ent)?)\b",
     re.I,
 )
+# A procedure is asked at the start of a sentence of the question ("We want to move our
+# system. What do we need to do first?"), or anywhere by its words ("what's the process").
 _PROCEDURE = re.compile(
-    r"^(?:how (?:do|can|should|would|to|does)\b|what are the steps|walk me through|"
-    r"what (?:do|should) (?:i|we) (?:need to |have to )?do\b)|"
+    r"(?:^|[.?!]\s+)(?:how (?:do|can|should|would|to|does)\b|what are the steps|"
+    r"walk me through|what (?:do|should) (?:i|we) (?:actually |really |still )?"
+    r"(?:need to |have to )?do\b)|"
     r"\b(?:steps?|process|procedure|checklist|how to|set (?:it |that )?up|roll (?:it )?out|"
     r"onboard|get (?:it|my|our|a) .* (?:approved|going|started|set up))\b",
     re.I,

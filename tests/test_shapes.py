@@ -30,6 +30,17 @@ from tests.test_context import BOOK, _chunks
         ("Is the deflection rate 34% or 41%? I've seen both.", ["faq"], Shape.COMPARISON),
         ("What changed between version 1 and version 2?", ["playbook"], Shape.COMPARISON),
         ("What is the daily token allowance in KAIG Chat", ["faq"], Shape.FACT),
+        ("What's the daily token allowance? I've seen different numbers.", [], Shape.COMPARISON),
+        ("How is the v2 playbook different from v1?", ["playbook"], Shape.COMPARISON),
+        ("How do the two chatbot vendors differ?", ["faq"], Shape.COMPARISON),
+        ("How much can a unit price differ from the PO price?", ["faq"], Shape.FACT),
+        (
+            "We want to move our system to a different model family. What do we need to do "
+            "first?",
+            ["policy"],
+            Shape.PROCEDURE,
+        ),
+        ("what do we actually have to do during hypercare", ["playbook"], Shape.PROCEDURE),
     ],
 )
 def test_shape_of_a_question(question: str, types: list[str], shape: Shape) -> None:
