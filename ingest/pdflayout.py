@@ -59,6 +59,10 @@ PARAGRAPH_GAP = 1.35
 # Lines of one heading are closer than 1.5 font sizes; a cover's company name and period,
 # 1.67 apart, are two headings.
 HEADING_GAP = 1.5
+# ... unless the line above ran to the right margin: the margin wrapped it, so the next line of
+# the same font carries on the heading across a looser leading ("... and Results of" /
+# "Operations", 1.9 font sizes apart in a filing's item heading).
+WRAPPED_HEADING_GAP = 2.5
 CHAR_EM = 0.5  # average width of a character, in font sizes (about Helvetica's and Times')
 # A bullet, dash or star opening a list item, PDF fonts' private-use bullet (U+F0B7) included,
 # or a number or letter. Wider than index/sentences.py's LIST_MARKER, which reads our own text,
@@ -218,10 +222,11 @@ class _PageReader:
         self.out.append(Block(text, "heading", 0, self.page))
         return end
 
-    @staticmethod
-    def _heading_continues(above: Line, line: Line) -> bool:
+    def _heading_continues(self, above: Line, line: Line) -> bool:
         drop = above.end_baseline - line.baseline
-        return 0 < drop <= HEADING_GAP * line.size and not line.cells
+        wrapped = self.right - above.right <= 2 * CHAR_EM * above.size
+        gap = WRAPPED_HEADING_GAP if wrapped else HEADING_GAP
+        return 0 < drop <= gap * line.size and not line.cells
 
     def _line(self, index: int) -> int:
         line = self.lines[index]

@@ -89,6 +89,27 @@ def test_headings_are_found_by_their_font_and_standing_alone(tmp_path: Path) -> 
     assert BODY[1] in _kinds(blocks, "text")
 
 
+def test_a_heading_wrapped_at_the_margin_is_one_heading_across_a_loose_leading(
+    tmp_path: Path,
+) -> None:
+    """A filing's item heading wraps at the margin with 1.9 font sizes of leading; two short
+    headings as far apart stay two (a cover's company name and period)."""
+    doc = Writer()
+    doc.pdf.set_font("Helvetica", "B", 12)
+    heading = (
+        "Item 2. Management's Discussion and Analysis of Financial Condition and Results of "
+        "Operations"
+    )
+    doc.pdf.multi_cell(0, 8, heading, new_x="LMARGIN", new_y="NEXT")
+    doc.paragraph(BODY[0])
+    doc.pdf.set_font("Helvetica", "B", 12)
+    doc.pdf.multi_cell(0, 8, "Northbridge Tools Inc.", new_x="LMARGIN", new_y="NEXT")
+    doc.pdf.multi_cell(0, 8, "Quarterly report", new_x="LMARGIN", new_y="NEXT")
+    doc.paragraph(BODY[1])
+    blocks = parse(doc.save(tmp_path / "filing.pdf"), "pdf")
+    assert _kinds(blocks, "heading") == [heading, "Northbridge Tools Inc.", "Quarterly report"]
+
+
 def test_lines_join_into_paragraphs_that_end_at_a_gap_or_a_short_line(tmp_path: Path) -> None:
     doc = Writer()
     doc.paragraph(BODY[0])
