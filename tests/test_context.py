@@ -110,7 +110,7 @@ GUIDE = _chunks(
 
 
 def test_the_best_ranked_step_comes_though_another_procedure_has_more_items() -> None:
-    """"We need people to label data, what's the process?" ranked the data playbook's
+    """ "We need people to label data, what's the process?" ranked the data playbook's
     "Step 8: label" first; its checklist (more list items) came as the procedure and the
     label step was dropped for the budget, so the answer quoted a marketing FAQ on labels."""
     by_id = {h.chunk_id: h for h in GUIDE}

@@ -35,8 +35,7 @@ from tests.test_context import BOOK, _chunks
         ("How do the two chatbot vendors differ?", ["faq"], Shape.COMPARISON),
         ("How much can a unit price differ from the PO price?", ["faq"], Shape.FACT),
         (
-            "We want to move our system to a different model family. What do we need to do "
-            "first?",
+            "We want to move our system to a different model family. What do we need to do first?",
             ["policy"],
             Shape.PROCEDURE,
         ),
