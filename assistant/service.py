@@ -445,15 +445,25 @@ class Assistant:
         timings: dict[str, float],
     ) -> Answer:
         nearby: list[dict[str, str]] = []
+        pointed: list[Hit] = []
         for hit in hits:
             if (hit.dense_score or 0.0) >= self.options.nearby_threshold and hit.doc_id not in {
                 n["doc_id"] for n in nearby
             }:
                 nearby.append({"doc_id": hit.doc_id, "title": hit.title})
+                pointed.append(hit)
         text = REFUSAL_SENTENCE
         if nearby:
             titles = "; ".join(f'"{n["title"]}"' for n in nearby[:3])
             text += f" Related documents that may help: {titles}."
+        # A document the refusal points to is still one the asker may go and read: say when
+        # it is past its review date, as a cited one would.
+        base.warnings = [
+            f'"{hit.title}" is past its review date ({hit.review_date}); owner: {hit.owner}. '
+            "Check with them before relying on it."
+            for hit in pointed[:3]
+            if hit.is_stale
+        ]
         base.answer = text
         base.refused = True
         base.refusal_reason = reason

@@ -153,6 +153,8 @@ def test_the_model_saying_it_does_not_know_is_a_structured_refusal(
     assert answer.nearby
     assert answer.nearby[0]["doc_id"] == "kaig-faq"
     assert "KAIG FAQ" in answer.answer  # says what the base covers nearby
+    # ... and that the FAQ it points to is past its review date, as for a cited source
+    assert any("Nadia Haddad" in w and "2025-02-28" in w for w in answer.warnings)
 
 
 def test_a_stale_cited_source_is_flagged_with_owner_and_date(
