@@ -27,8 +27,8 @@
 
 `--only lookalike` (repeatable) runs the named sections alone; `--chunk-context on` embeds and
 keyword-indexes each chunk with its context line (ingest.chunking.ChunkingOptions.context_line,
-off by default; index.keyword.KeywordIndex's context_line, on by default), `off` in neither,
-`embedding` or `keyword` (the default, as the product) in one of them, to measure it.
+and index.keyword.KeywordIndex's context_line, both off by default), `embedding` or `keyword`
+in one of them, to measure what it does.
 
 The stores are filled first with torch on all cores, as `kb ingest` runs; the queries then
 use the embedder `kb serve` builds (torch on KB_SERVE_THREADS threads, process-wide), and the
@@ -218,7 +218,7 @@ class Variant:
     embedded, and in what is keyword-indexed."""
 
     embed_context: bool = False
-    keyword_context: bool = True  # the product's defaults
+    keyword_context: bool = False  # the product's defaults
 
     @classmethod
     def named(cls, name: str) -> Variant:
@@ -959,9 +959,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--chunk-context",
         choices=("off", "on", "embedding", "keyword"),
-        default="keyword",
-        help="the chunk context line in what is embedded and keyword-indexed: neither, both, "
-        "or one (default: keyword, the product's)",
+        default="off",
+        help="the chunk context line in what is embedded and keyword-indexed: neither (the "
+        "product's default), both, or one (default: off)",
     )
     return parser.parse_args(argv)
 
@@ -1045,7 +1045,7 @@ def out_path(args: argparse.Namespace) -> Path:
     sections and the context variant for a partial one (so it does not overwrite the full)."""
     if args.out is not None:
         return Path(args.out)
-    if not args.only and args.chunk_context == "keyword":
+    if not args.only and args.chunk_context == "off":
         return DEFAULT_OUT
     name = "-".join(selected(args)) + f"-context-{args.chunk_context}"
     return DEFAULT_OUT.with_name(f"retrieval-{name}.json")

@@ -85,15 +85,17 @@ class KeywordIndex:
         folder: Path | None,
         tokenizer: Tokenizer,
         *,
-        context_line: bool = True,
+        context_line: bool = False,
         background_above: int = BACKGROUND_ABOVE,
     ) -> None:
         self._store = store
         self._folder = folder
         self._tokenize = tokenizer
-        # Index each chunk with its `chunk_context` line: on by default since it lifted
-        # golden hit@1 0.802->0.845 and contoso 0.771->0.794 at equal hit@5 (evals/README.md,
-        # "Context in every chunk").
+        # Index each chunk with its `chunk_context` line. Off by default: it lifted golden
+        # hit@1 0.802->0.845 at equal hit@5, but every chunk of a document then matches its
+        # own name, so a comparison's part search ("the Ask Kestrel chatbot") found the
+        # document's introduction instead of its cost section (evals/README.md, "Context in
+        # every chunk").
         self._context = context_line
         self._built: _Built | None = None
         self._lock = threading.Lock()
@@ -296,8 +298,8 @@ def _return_freed_memory() -> None:
 
 
 def chunk_context(path: str, department: str, doc_type: str) -> str:
-    """The short line a chunk is keyword-indexed with (KeywordIndex's context_line, on by
-    default) and can be embedded with (ChunkingOptions.context_line, off), naming where it
+    """The short line a chunk can be keyword-indexed with (KeywordIndex's context_line) and
+    embedded with (ChunkingOptions.context_line), both off by default, naming where it
     comes from:
     its file name in readable form, department and type
     (`finance/northbridge-2026-q1.pdf` -> `northbridge 2026 q1 | finance | report`). The
