@@ -410,8 +410,7 @@ class Assistant:
             for n in [*checked.cited(), *dict.fromkeys(named)]
         ]
         warnings = [
-            f'[{c.n}] "{c.title}" is past its review date ({c.review_date}); '
-            f"owner: {c.owner}. Check with them before relying on it."
+            f"[{c.n}] " + _stale_warning(c.title, c.review_date, c.owner)
             for c in citations
             if c.stale
         ]
@@ -459,8 +458,7 @@ class Assistant:
         # A document the refusal points to is still one the asker may go and read: say when
         # it is past its review date, as a cited one would.
         base.warnings = [
-            f'"{hit.title}" is past its review date ({hit.review_date}); owner: {hit.owner}. '
-            "Check with them before relying on it."
+            _stale_warning(hit.title, hit.review_date, hit.owner)
             for hit in pointed[:3]
             if hit.is_stale
         ]
@@ -470,6 +468,13 @@ class Assistant:
         base.nearby = nearby[:3]
         base.timings_ms = timings
         return base
+
+
+def _stale_warning(title: str, review_date: object, owner: str) -> str:
+    return (
+        f'"{title}" is past its review date ({review_date}); owner: {owner}. '
+        "Check with them before relying on it."
+    )
 
 
 def _asked(history: Sequence[Turn]) -> list[str]:
