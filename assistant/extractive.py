@@ -143,15 +143,34 @@ class ExtractiveGenerator:
             if found.headed or reads_as_actions(found.steps)  # not courses, rules or fields
         ]
         if not lists:
-            return []
+            return self._one_step(sources, best, top)
         described = [f"{lead}\n" + "\n".join(steps[:3]) for _, lead, steps in lists]
         vectors = self._embedder.embed([question, *described])
         scores = vectors[1:] @ vectors[0]
         chosen = min(range(len(lists)), key=lambda i: (-round(float(scores[i]), 2), lists[i][0]))
         if float(scores[chosen]) < top - o.list_margin:
-            return []  # no list is about the question: its sentences answer it
+            return self._one_step(sources, best, top)  # no list is about the question
         n, _, steps = lists[chosen]
         return [f"{i}. {step} [{n}]" for i, step in enumerate(steps[: o.max_steps], start=1)]
+
+    def _one_step(self, sources: Sequence[Source], best: dict[int, float], top: float) -> list[str]:
+        """When no list is about the question but the best-ranked chunk is one step of a
+        procedure ("Step 8: label"), what that step says, a sentence a line, in order: the
+        question asks for a part of the procedure, and the step is its answer. Else none."""
+        source = sources[0]
+        hit = source.best
+        step = _STEP_HEADING.match(hit.section.rsplit(" > ", 1)[-1])
+        if not step or hit.doc_type in PROJECT_TYPES:
+            return []
+        if best[source.n] < top - self._options.procedure_margin:
+            return []
+        heading = step.group(0).strip()
+        text = next((t for h, t in source.passages() if h.section == hit.section), "")
+        body = "\n".join(line for line in text.splitlines() if line.strip() != heading)
+        sentences = [s.removeprefix("- ") for s in quotable(body)][: self._options.max_steps]
+        if len(sentences) < 2:
+            return []
+        return [f"{i}. {s} [{source.n}]" for i, s in enumerate(sentences, start=1)]
 
     def _per_source(
         self,

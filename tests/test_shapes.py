@@ -167,6 +167,32 @@ def test_without_a_list_about_the_question_its_closest_sentences_answer(
     assert not answer.startswith("1.")
 
 
+def test_a_question_about_one_step_is_answered_with_what_that_step_says(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    step = (
+        "Step 8: label\nWhen the project needs labels, write a labelling guide with "
+        "definitions and three worked examples per label. Use the CoE labelling tool, TagDesk. "
+        "Have two people label the same 10% of items and compute Cohen's kappa."
+    )
+    checklist = (
+        "Checklist\n- [ ] Inventory complete, classification recorded\n- [ ] Labels with "
+        "kappa at least 0.80\n- [ ] Data card signed by data owner and CoE"
+    )
+    hits = _chunks("data-playbook", [("Steps > Step 8: label", step), ("Checklist", checklist)])
+    source = Source(1, (hits[0].with_(score=0.9), hits[1].with_(score=0.5)))
+    question = "We need people to label data for our classifier. What's the process?"
+    generator = ExtractiveGenerator(embedder)
+    expected = [
+        "1. When the project needs labels, write a labelling guide with definitions and three "
+        "worked examples per label. [1]",
+        "2. Use the CoE labelling tool, TagDesk. [1]",
+        "3. Have two people label the same 10% of items and compute Cohen's kappa. [1]",
+    ]
+    assert "".join(generator.stream(question, [source])).splitlines() == expected
+    assert generator.steps(question, [source]) == expected  # what the local model quotes
+
+
 def test_a_step_keeps_the_sentences_with_its_details_within_its_budget() -> None:
     text = (
         "Step 1: collect samples\nCollecting samples is the first job of the team. It is "
