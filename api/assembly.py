@@ -172,6 +172,7 @@ def generator_config(settings: Settings) -> GeneratorConfig:
         retries=settings.openai_retries,
         context_words=settings.answer_context_words,
         quote_steps=settings.answer_quote_steps,
+        quote_projects=settings.answer_quote_projects,
     )
 
 

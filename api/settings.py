@@ -229,6 +229,13 @@ class Settings(BaseSettings):
         "its steps is answered with those steps quoted and cited (as `extractive` does), "
         'not retold by the model (evals/README.md, "Answer shapes").',
     )
+    answer_quote_projects: bool = Field(
+        GeneratorConfig.quote_projects,
+        description="Local and openai generators: a question about prior projects is "
+        "answered with one cited line per project document (its name, department, vendor, "
+        "outcome and year, then what it says closest to the question), as `extractive` "
+        'answers it, not by the model (evals/README.md, "Quoting the projects").',
+    )
     answer_rewrite_follow_ups: bool = Field(
         AssistantOptions.rewrite_follow_ups,
         description='A follow-up question (one that refers back, continues with "and", has '

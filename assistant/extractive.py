@@ -13,7 +13,7 @@ available.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,14 +76,22 @@ class ExtractiveGenerator:
     def rewrite(self, history: Sequence[Turn], question: str) -> str | None:
         return None
 
-    def steps(self, question: str, sources: Sequence[Source]) -> list[str]:
-        """For a procedure question, the steps a source lists about it, numbered and cited
-        lines as `stream` gives them; else none. Prompted generators quote them rather than
-        have a model retell them (assistant/generators.py)."""
-        if shape_of(question, sources) is not Shape.PROCEDURE:
+    def quote(
+        self, question: str, sources: Sequence[Source], shapes: Collection[Shape]
+    ) -> list[str]:
+        """For a question of one of `shapes`, the lines `stream` gives it when they come in
+        that shape (a procedure's steps, one line per project), numbered or bulleted and
+        cited; else none. Prompted generators quote them rather than have a model retell them
+        (assistant/generators.py)."""
+        shape = shape_of(question, sources)
+        if shape not in shapes or shape not in (Shape.PROCEDURE, Shape.PROJECTS):
             return []
         candidates, similarity = self._candidates(question, sources)
-        return self._procedure(question, sources, candidates, similarity) if candidates else []
+        if not candidates:
+            return []
+        if shape is Shape.PROCEDURE:
+            return self._procedure(question, sources, candidates, similarity)
+        return self._per_source(sources, candidates, similarity, projects=True)
 
     def _candidates(
         self, question: str, sources: Sequence[Source]

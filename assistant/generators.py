@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,7 +31,7 @@ import numpy as np
 from assistant.answerability import AnswerJudge, JudgeOptions
 from assistant.extractive import ExtractiveGenerator
 from assistant.prompt import REFUSAL_SENTENCE, Turn, build_messages, build_rewrite_messages
-from assistant.shapes import instruction, shape_of
+from assistant.shapes import Shape, instruction, shape_of
 from assistant.sources import Source, excerpts
 from index.embedding import Embedder
 from index.errors import ConfigurationError, KBError
@@ -89,6 +89,7 @@ class GeneratorConfig:
     retries: int = 2
     context_words: int = 0  # cut the sources to the words closest to the question (0: no cut)
     quote_steps: bool = True  # a procedure's listed steps are quoted, not retold by the model
+    quote_projects: bool = True  # prior projects are listed as the composer lists them
     refusal_probability: float = 0.25  # local model: refuse at this chance of opening so (0: off)
     replies_kept: int = 256  # local model: replies remembered by prompt (0: off)
 
@@ -98,10 +99,11 @@ Excerpts = Callable[[str, Sequence[Source]], dict[int, str]]
 
 class PromptedGenerator:
     """Any chat model behind the grounded prompt; `excerpts` (question, sources -> the text
-    shown of each source) cuts the sources down, when given. With `steps`, a procedure
-    question whose sources list its steps is answered with those steps, quoted and cited,
-    without the model: the shipped 1.5B model retold 12 steps as their headings, dropping
-    every threshold (evals/README.md, "Answer shapes")."""
+    shown of each source) cuts the sources down, when given. A question of one of `quoted`
+    shapes is answered as `composer` answers it, quoted and cited, without the model, when
+    the composer finds lines in that shape: a procedure's listed steps (the shipped 1.5B
+    model retold 12 steps as their headings, dropping every threshold) and one line per prior
+    project (evals/README.md, "Answer shapes" and "Quoting the projects")."""
 
     def __init__(
         self,
@@ -109,16 +111,22 @@ class PromptedGenerator:
         model: ChatModel,
         max_tokens: int,
         excerpts: Excerpts | None = None,
-        steps: ExtractiveGenerator | None = None,
+        composer: ExtractiveGenerator | None = None,
+        quoted: Collection[Shape] = (),
     ) -> None:
         self.name = name
         self._model = model
         self._max_tokens = max_tokens
         self._excerpts = excerpts
-        self._steps = steps
+        self._composer = composer
+        self._quoted = frozenset(quoted)
 
     def stream(self, question: str, sources: Sequence[Source]) -> Iterator[str]:
-        quoted = self._steps.steps(question, sources) if self._steps else []
+        quoted = (
+            self._composer.quote(question, sources, self._quoted)
+            if self._composer and self._quoted
+            else []
+        )
         if quoted:
             return iter([line + "\n" for line in quoted])
         return self._model.stream_chat(
@@ -523,9 +531,10 @@ def _openai(config: GeneratorConfig, embedder: Embedder) -> Generator:
 def _prompted(
     name: str, model: ChatModel, config: GeneratorConfig, embedder: Embedder
 ) -> PromptedGenerator:
-    steps = ExtractiveGenerator(embedder) if config.quote_steps else None
+    quoted = [Shape.PROCEDURE] * config.quote_steps + [Shape.PROJECTS] * config.quote_projects
+    composer = ExtractiveGenerator(embedder) if quoted else None
     excerpter = _excerpter(config, embedder)
-    return PromptedGenerator(name, model, config.max_answer_tokens, excerpter, steps)
+    return PromptedGenerator(name, model, config.max_answer_tokens, excerpter, composer, quoted)
 
 
 def _excerpter(config: GeneratorConfig, embedder: Embedder) -> Excerpts | None:

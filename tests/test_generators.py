@@ -22,6 +22,7 @@ from assistant.generators import (
     PromptedGenerator,
     Replies,
 )
+from assistant.shapes import Shape
 from index.embedding import SentenceTransformerEmbedder
 from tests.test_shapes import PROCEDURE, _source
 
@@ -190,7 +191,8 @@ def test_a_procedure_the_sources_list_is_quoted_not_retold(
 ) -> None:
     source = _source(1, "playbook", PROCEDURE, title="Playbook: deploying document processing")
     model = _RecordingModel()
-    quoting = PromptedGenerator("local", model, 256, steps=ExtractiveGenerator(embedder))
+    composer = ExtractiveGenerator(embedder)
+    quoting = PromptedGenerator("local", model, 256, composer=composer, quoted=[Shape.PROCEDURE])
     lines = "".join(quoting.stream("How do we deploy document processing?", [source]))
     assert model.asked == 0
     assert lines.splitlines()[1] == (
@@ -202,3 +204,35 @@ def test_a_procedure_the_sources_list_is_quoted_not_retold(
     retelling = PromptedGenerator("local", model, 256)
     told = "".join(retelling.stream("How do we deploy document processing?", [source]))
     assert (told, model.asked) == ("Retold by the model. [1]", 2)
+
+
+def test_prior_projects_are_listed_as_the_composer_lists_them(
+    embedder: SentenceTransformerEmbedder,
+) -> None:
+    sources = [
+        _source(
+            1,
+            "ap-review",
+            "AP Invoice Matching automated the matching of invoices; touchless rate 82%.",
+            "lessons_learned",
+            project="AP Invoice Matching",
+            vendor="DocuSift",
+            outcome="success",
+            year=2025,
+        ),
+        _source(2, "playbook", "Invoice matching is a document-processing use case.", "playbook"),
+    ]
+    question = "Has anyone here automated invoice matching?"
+    model = _RecordingModel()
+    composer = ExtractiveGenerator(embedder)
+    both = [Shape.PROCEDURE, Shape.PROJECTS]
+    listed = "".join(
+        PromptedGenerator("local", model, 256, composer=composer, quoted=both).stream(
+            question, sources
+        )
+    )
+    assert listed.startswith("- AP Invoice Matching (coe, DocuSift, success, 2025): ")
+    assert model.asked == 0
+    steps_only = PromptedGenerator("local", model, 256, composer=composer, quoted=[Shape.PROCEDURE])
+    assert "".join(steps_only.stream(question, sources)) == "Retold by the model. [1]"
+    assert model.asked == 1

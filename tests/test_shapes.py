@@ -190,7 +190,7 @@ def test_a_question_about_one_step_is_answered_with_what_that_step_says(
         "3. Have two people label the same 10% of items and compute Cohen's kappa. [1]",
     ]
     assert "".join(generator.stream(question, [source])).splitlines() == expected
-    assert generator.steps(question, [source]) == expected  # what the local model quotes
+    assert generator.quote(question, [source], [Shape.PROCEDURE]) == expected  # as quoted
 
 
 def test_a_step_keeps_the_sentences_with_its_details_within_its_budget() -> None:
