@@ -35,7 +35,7 @@ class ExtractiveOptions:
 
     fact_sentences: int = 4  # sentences of a fact answer
     min_similarity: float = 0.35  # a sentence less similar to the question is never quoted
-    best_source_bonus: float = 0.05  # favours sentences of the source the best one is in
+    best_source_bonus: float = 0.05  # favours sentences of the best-ranked source
     max_steps: int = 12
     step_words: int = 60  # words quoted under one step
     per_source: int = 3  # sources a comparison or a project list covers
@@ -114,8 +114,8 @@ class ExtractiveGenerator:
 
     def _fact(self, candidates: list[_Candidate], similarity: np.ndarray) -> list[str]:
         o = self._options
-        anchor = candidates[int(np.argmax(similarity))]
-        bonus = np.array([o.best_source_bonus if c.n == anchor.n else 0.0 for c in candidates])
+        lead = min(c.n for c in candidates)  # the best-ranked source that has a sentence
+        bonus = np.array([o.best_source_bonus if c.n == lead else 0.0 for c in candidates])
         order = np.argsort(-(similarity + bonus), kind="stable")
         chosen = [int(i) for i in order[: o.fact_sentences] if similarity[i] >= o.min_similarity]
         chosen.sort(key=lambda i: (candidates[i].n, candidates[i].passage, candidates[i].position))

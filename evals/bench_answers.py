@@ -1,10 +1,12 @@
 """Answer quality and speed per generator (`python -m evals.bench_answers`).
 
-The documents of a dataset (contoso_hr's PDFs, or corpus/ for the golden and employee sets)
-are copied into a data folder, given minimal sidecars where they have none, and ingested; then
-every question goes through `Assistant.ask()` as the app builds it (api/assembly.py), once per
-generator. contoso_hr questions are asked by an administrator, the others by their asker's
-groups. Golden figures are given for the whole set and for its report part (the refusal
+The documents of a dataset (contoso_hr's PDFs, corpus/ for the golden and employee sets, the
+look-alike filings' PDFs for `filings`) are copied into a data folder, given minimal sidecars
+where they have none, and ingested; then every question goes through `Assistant.ask()` as the
+app builds it (api/assembly.py), once per generator. contoso_hr and filings questions are asked
+by an administrator, the others by their asker's groups. The filings questions
+(scripts/build_lookalike.py) name a filer and a period; their key facts are the figures the
+filing states. Golden figures are given for the whole set and for its report part (the refusal
 thresholds are calibrated on the other part: evals/golden.py `split_parts`).
 Metrics are in evals/answers.py. Each answer is printed as it completes and the JSON file is
 rewritten after every question, so a long run (the local model takes tens of seconds per answer
@@ -64,12 +66,25 @@ from evals.benchkit import (
     prepare_roots,
     read_jsonl,
 )
-from evals.golden import DATASETS, GoldenQuestion, Part, load_dataset, split_parts
+from evals.golden import (
+    DATASETS,
+    GoldenQuestion,
+    Part,
+    QuestionType,
+    load_dataset,
+    split_parts,
+)
 from index.embedding import Embedder
 from index.filters import Principal
 from index.hybrid import HybridRetriever
 
-ROOTS = {"contoso": CONTOSO / "docs", **dict.fromkeys(DATASETS, REPO / "corpus")}
+FILINGS = REPO / "evals" / "datasets" / "lookalike-filings"
+ROOTS = {
+    "contoso": CONTOSO / "docs",
+    **dict.fromkeys(DATASETS, REPO / "corpus"),
+    "filings": FILINGS / "docs",
+}
+KEY_FACT_SETS = (*DATASETS, "filings")  # sets scored by key facts and expected documents
 GENERATORS = ("extractive", "local")
 GOLDEN_TODAY = "2026-11-28"  # the golden set's stale labels hold as of this day
 # contoso_hr "don't know" questions that its documents do answer (audited: file, pages and
@@ -138,6 +153,26 @@ def golden_items(dataset: str = "golden") -> tuple[list[Item], list[Item]]:
     return [i for i in items if i.answerable], [i for i in items if not i.answerable]
 
 
+def filings_items() -> list[Item]:
+    """The look-alike filings' questions, each about one filing (a single fact) or two (a
+    comparison: multi_doc), asked by an administrator."""
+    admin = Principal(admin=True)
+    items = []
+    for row in read_jsonl(FILINGS / "questions.jsonl"):
+        kind = QuestionType.MULTI_DOC if len(row["expected_docs"]) > 1 else QuestionType.SINGLE_FACT
+        q = GoldenQuestion(
+            id=row["id"],
+            question=row["question"],
+            type=kind,
+            expected_docs=row["expected_docs"],
+            key_facts=row["key_facts"],
+            reference_answer="",
+            principal_groups=["admin"],
+        )
+        items.append(Item(q.id, kind.value, q.question, admin, True, golden=q))
+    return items
+
+
 def select_items(
     dataset: str,
     limit: int | None,
@@ -147,7 +182,12 @@ def select_items(
     """The questions asked: `limit` answerable and `unanswerable_limit` unanswerable ones,
     evenly spread, of the groups in `types` only when given (a golden-format set's question
     types, contoso's reference files)."""
-    answerable, unanswerable = contoso_items() if dataset == "contoso" else golden_items(dataset)
+    if dataset == "contoso":
+        answerable, unanswerable = contoso_items()
+    elif dataset == "filings":
+        answerable, unanswerable = filings_items(), []
+    else:
+        answerable, unanswerable = golden_items(dataset)
     if types:
         answerable = [i for i in answerable if i.group in types]
         unanswerable = [i for i in unanswerable if i.group in types]
@@ -296,7 +336,7 @@ def group_rows(agg: dict[str, Any], golden: bool) -> list[list[Any]]:
 def print_table(name: str, dataset: str, agg: dict[str, Any]) -> None:
     lines = ["", f"== {name} on {dataset} =="]
     lines += format_table([Column("metric", 36, "<"), Column("value", 18)], summary_rows(agg))
-    golden = dataset in DATASETS
+    golden = dataset in KEY_FACT_SETS
     columns = [Column("group", 44, "<"), Column("n", 5), Column("answered", 10)]
     columns.append(Column("refused", 9))
     if golden:
@@ -384,7 +424,7 @@ def run_generator(
     section["warm_up_seconds"] = warm_up(generator)
     section["status"] = "running"
     report = frozenset(i.key for i in items if i.part is Part.REPORT)
-    golden = result["dataset"] in DATASETS
+    golden = result["dataset"] in KEY_FACT_SETS
     run = Run(name, golden, section, report_keys=report if result["dataset"] == "golden" else None)
     started = time.perf_counter()
     for i, item in enumerate(items, start=1):
@@ -484,7 +524,7 @@ def settings_summary(settings: Settings) -> dict[str, Any]:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evals.bench_answers", description=__doc__)
-    parser.add_argument("--dataset", choices=("contoso", *DATASETS), default="contoso")
+    parser.add_argument("--dataset", choices=tuple(ROOTS), default="contoso")
     parser.add_argument(
         "--generator",
         action="append",

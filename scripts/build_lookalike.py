@@ -351,13 +351,23 @@ def render_filing(report: Report) -> bytes:
 # -- questions --------------------------------------------------------------------------------
 
 
-def single_questions(report: Report) -> list[str]:
-    org, q = report.org, report.quarter
+def single_questions(report: Report) -> list[tuple[str, list[str]]]:
+    """Each question with its key facts: the words an answer must contain."""
+    org, q, f = report.org, report.quarter, report.figures
     return [
-        f"What revenue did {org.short} report for the quarter ended {q.ended}?",
-        f"How much cash did {org.name} hold at the end of the {q.ordinal} quarter of {q.year}?",
-        f"What new risk did {org.short} identify in Q{q.slug[-1]} {q.year}?",
-        f"What was the gross margin of {org.short} in the {q.ordinal} quarter of {q.year}?",
+        (
+            f"What revenue did {org.short} report for the quarter ended {q.ended}?",
+            [money(f.revenue)],
+        ),
+        (
+            f"How much cash did {org.name} hold at the end of the {q.ordinal} quarter of {q.year}?",
+            [money(f.cash)],
+        ),
+        (f"What new risk did {org.short} identify in Q{q.slug[-1]} {q.year}?", [f.risk]),
+        (
+            f"What was the gross margin of {org.short} in the {q.ordinal} quarter of {q.year}?",
+            [f"{f.gross_margin:.1f} percent"],
+        ),
     ]
 
 
@@ -367,7 +377,10 @@ def questions(all_reports: Sequence[Report]) -> list[dict[str, object]]:
         # Three of the four question kinds per report, rotating, to keep 36 singles.
         kinds = single_questions(report)
         picked = [kinds[(n + i) % len(kinds)] for i in range(3)]
-        rows += [{"question": text, "expected_docs": [report.doc_id]} for text in picked]
+        rows += [
+            {"question": text, "expected_docs": [report.doc_id], "key_facts": facts}
+            for text, facts in picked
+        ]
     by_key = {(r.org.slug, r.quarter.slug): r for r in all_reports}
     for org in ORGS:  # compare two quarters of one organisation
         a, b = by_key[(org.slug, QUARTERS[0].slug)], by_key[(org.slug, QUARTERS[1].slug)]
@@ -376,6 +389,7 @@ def questions(all_reports: Sequence[Report]) -> list[dict[str, object]]:
                 "question": f"How did revenue at {org.short} change between the quarter ended "
                 f"{QUARTERS[0].ended} and the quarter ended {QUARTERS[1].ended}?",
                 "expected_docs": [a.doc_id, b.doc_id],
+                "key_facts": [money(a.figures.revenue), money(b.figures.revenue)],
             }
         )
     for left, right, quarter in ((0, 1, 2), (2, 3, 0), (0, 3, 1)):  # two organisations
@@ -386,6 +400,7 @@ def questions(all_reports: Sequence[Report]) -> list[dict[str, object]]:
                 "question": f"Which had the higher operating income in the {a.quarter.ordinal} "
                 f"quarter of {a.quarter.year}: {a.org.short} or {b.org.short}?",
                 "expected_docs": [a.doc_id, b.doc_id],
+                "key_facts": [money(a.figures.operating_income), money(b.figures.operating_income)],
             }
         )
     return [{"id": f"l-{i:03d}", **row} for i, row in enumerate(rows, start=1)]
