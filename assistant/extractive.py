@@ -35,7 +35,7 @@ class ExtractiveOptions:
 
     fact_sentences: int = 4  # sentences of a fact answer
     min_similarity: float = 0.35  # a sentence less similar to the question is never quoted
-    best_source_bonus: float = 0.05  # favours sentences of the best-ranked source
+    best_source_bonus: float = 0.1  # favours sentences of the best-ranked source
     max_steps: int = 12
     step_words: int = 60  # words quoted under one step
     per_source: int = 3  # sources a comparison or a project list covers
