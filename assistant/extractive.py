@@ -63,13 +63,7 @@ class ExtractiveGenerator:
         if not candidates:
             return
         shape = shape_of(question, sources)
-        lines: list[str] = []
-        if shape is Shape.PROCEDURE:
-            lines = self._procedure(question, sources, candidates, similarity)
-        elif shape is Shape.COMPARISON:
-            lines = self._per_source(sources, candidates, similarity, projects=False)
-        elif shape is Shape.PROJECTS:
-            lines = self._per_source(sources, candidates, similarity, projects=True)
+        lines = self._shaped(shape, question, sources, candidates, similarity)
         for line in lines or self._fact(candidates, similarity):
             yield line + "\n"
 
@@ -84,14 +78,29 @@ class ExtractiveGenerator:
         cited; else none. Prompted generators quote them rather than have a model retell them
         (assistant/generators.py)."""
         shape = shape_of(question, sources)
-        if shape not in shapes or shape not in (Shape.PROCEDURE, Shape.PROJECTS):
+        if shape not in shapes:
             return []
         candidates, similarity = self._candidates(question, sources)
         if not candidates:
             return []
+        return self._shaped(shape, question, sources, candidates, similarity)
+
+    def _shaped(
+        self,
+        shape: Shape,
+        question: str,
+        sources: Sequence[Source],
+        candidates: list[_Candidate],
+        similarity: np.ndarray,
+    ) -> list[str]:
+        """The lines of a shaped answer (steps, one line per source or per project); none
+        for a fact, or when the sources give nothing in that shape."""
         if shape is Shape.PROCEDURE:
             return self._procedure(question, sources, candidates, similarity)
-        return self._per_source(sources, candidates, similarity, projects=True)
+        if shape in (Shape.COMPARISON, Shape.PROJECTS):
+            projects = shape is Shape.PROJECTS
+            return self._per_source(sources, candidates, similarity, projects=projects)
+        return []
 
     def _candidates(
         self, question: str, sources: Sequence[Source]
